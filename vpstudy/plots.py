@@ -1,0 +1,102 @@
+"""Figures: learning curves, per-frame metrics, frame strips and qualitative grids.
+
+Every function takes plain data (run records, arrays) and returns a matplotlib Figure,
+so notebooks and the report draw the same pictures.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+METRIC_LABELS = {
+    "mse": "MSE per frame (sum over pixels) ↓",
+    "mae": "MAE per frame (sum over pixels) ↓",
+    "ssim": "SSIM (data_range 2, as published) ↑",
+    "ssim_strict": "SSIM (data_range 1) ↑",
+    "psnr": "PSNR (dB) ↑",
+}
+
+
+def _style():
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+
+
+def learning_curves(records: Sequence[dict], labels: Sequence[str] | None = None):
+    """Training loss and validation MSE/SSIM against epoch, one line per run."""
+    _style()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    labels = labels or [r["config"]["model"] for r in records]
+    for rec, label in zip(records, labels):
+        hist = rec.get("history") or []
+        if not hist:
+            continue
+        ep = [h["epoch"] for h in hist]
+        axes[0].plot(ep, [h["loss"] for h in hist], marker="o", label=label)
+        axes[1].plot(ep, [h["val"]["mse"] for h in hist], marker="o", label=label)
+        axes[2].plot(ep, [h["val"]["ssim"] for h in hist], marker="o", label=label)
+    axes[0].set(title="training loss", xlabel="epoch", yscale="log")
+    axes[1].set(title="validation MSE per frame ↓", xlabel="epoch")
+    axes[2].set(title="validation SSIM ↑", xlabel="epoch")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def per_frame_metrics(results: dict[str, dict], metrics: Sequence[str] = ("mse", "ssim"),
+                      first_frame: int = 11):
+    """Per-frame curves; ``results`` maps a label to a metrics dict with ``per_frame`` lists."""
+    _style()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.6), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for label, res in results.items():
+            vals = res["per_frame"][m]
+            ax.plot(range(first_frame, first_frame + len(vals)), vals, marker="o", label=label)
+        ax.set(xlabel="predicted frame t", title=METRIC_LABELS.get(m, m))
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _strip_axes(fig, ax_row, frames, label, cmap="gray"):
+    for ax, fr in zip(ax_row, frames):
+        ax.imshow(_to_image(fr), cmap=cmap, vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+
+
+def _to_image(frame: np.ndarray) -> np.ndarray:
+    """(C, H, W) or (H, W), uint8 or float -> (H, W) or (H, W, 3) floats in [0, 1]."""
+    f = np.asarray(frame)
+    f = f.astype(np.float32) / 255.0 if f.dtype == np.uint8 else f.astype(np.float32)
+    if f.ndim == 3:
+        f = f[0] if f.shape[0] == 1 else np.transpose(f, (1, 2, 0))
+    return np.clip(f, 0, 1)
+
+
+def sequence_strips(inputs: np.ndarray, targets: np.ndarray, predictions: dict[str, np.ndarray],
+                    title: str | None = None):
+    """One sequence: a row of inputs, a row of targets, a row per model's predictions.
+
+    ``inputs`` (T_in, C, H, W), ``targets`` (T_out, C, H, W), ``predictions`` label -> (T_out, C, H, W).
+    """
+    n_cols = max(len(inputs), len(targets))
+    rows = [("input", inputs), ("target", targets), *predictions.items()]
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * 0.95, len(rows) * 1.0 + 0.3),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, (label, frames) in enumerate(rows):
+        for ax in axes[r][: len(frames)]:
+            ax.axis("on")
+        _strip_axes(fig, axes[r][: len(frames)], frames, label)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(wspace=0.03, hspace=0.05, left=0.12, right=0.99, top=0.9 if title else 0.98,
+                        bottom=0.02)
+    return fig

@@ -1,0 +1,157 @@
+"""A study as data, and the runner that executes it through the ablation notebook.
+
+A study file (``vpstudy/studies/<name>.toml``) lists every table row of a paper as a set
+of notebook parameters at the paper's settings, with the paper's numbers. Profiles map
+the paper's settings to the scale of the run (``[profiles.<name>]``: an ``epochs_scale``
+and overrides). :func:`study_runs` expands a study into concrete, validated configs;
+:func:`run_study` executes each distinct config once per seed with papermill, keeps the
+executed notebook beside its run record, skips completed runs, and carries on past
+failures.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import tomllib
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vpstudy import runs
+from vpstudy.config import TrainConfig, default_profile, make_config
+
+STUDIES_DIR = Path(__file__).resolve().parent / "studies"
+REPO = Path(__file__).resolve().parent.parent
+ROW_KEYS = ("table", "row", "paper")
+
+
+def study_names() -> list[str]:
+    return sorted(p.stem for p in STUDIES_DIR.glob("*.toml"))
+
+
+def load_study(name: str) -> dict[str, Any]:
+    path = STUDIES_DIR / f"{name}.toml"
+    if not path.exists():
+        raise ValueError(f"unknown study {name!r}; available: {study_names()}")
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One table row of a study, resolved to a concrete config at a profile and seed."""
+
+    table: str
+    row: str
+    paper: dict
+    params: dict            # notebook parameters (paper settings mapped to the profile)
+    config: TrainConfig
+
+    @property
+    def run_id(self) -> str:
+        return runs.run_id(self.config.identity())
+
+
+def profile_params(study: dict, entry: dict, profile: str) -> dict[str, Any]:
+    """The notebook parameters of one study entry at ``profile``."""
+    prof = dict(study.get("profiles", {}).get(profile, {}))
+    scale = float(prof.pop("epochs_scale", 1.0))
+    params = {**study.get("defaults", {}), **{k: v for k, v in entry.items() if k not in ROW_KEYS}}
+    params["epochs"] = max(1, round(params["epochs"] * scale)) if "epochs" in params else None
+    for k, v in prof.items():
+        params[k] = v
+    params["profile"] = profile
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[StudyRun]:
+    """Every (table row, seed) of the study as a validated config."""
+    study = load_study(name)
+    profile = profile or default_profile()
+    out = []
+    for entry in study["runs"]:
+        for seed in range(seeds):
+            params = {**profile_params(study, entry, profile), "seed": seed}
+            cfg = make_config(**params)
+            out.append(StudyRun(entry["table"], entry["row"], entry.get("paper", {}), params, cfg))
+    return out
+
+
+def unique_runs(rows: list[StudyRun]) -> list[StudyRun]:
+    seen: dict[str, StudyRun] = {}
+    for r in rows:
+        seen.setdefault(r.run_id, r)
+    return list(seen.values())
+
+
+def execute_notebook(run: StudyRun, root: Path, threads: int) -> Path:
+    """Execute the ablation notebook for ``run``; the executed copy is kept in the run directory."""
+    import papermill as pm
+
+    study_dir = root / run.run_id
+    study_dir.mkdir(parents=True, exist_ok=True)
+    out = study_dir / "ablation.ipynb"
+    params = {k: v for k, v in run.params.items() if k != "extra_test_digits"}
+    if run.config.extra_test_digits:
+        params["extra_test_digits"] = ",".join(map(str, run.config.extra_test_digits))
+    pm.execute_notebook(str(REPO / "notebooks" / "ablation.ipynb"), str(out),
+                        parameters={**params, "runs_root": str(root), "threads": threads},
+                        cwd=str(REPO), progress_bar=False, kernel_name="python3")
+    return out
+
+
+def _mark_failed(root: Path, run: StudyRun, error: str) -> None:
+    rd = runs.RunDir(root / run.run_id)
+    rec = rd.load() if rd.exists() else {"id": run.run_id, "config": run.config.to_dict(), "history": []}
+    if rec.get("status") != "completed":
+        rec.update(status="failed", error=error)
+        rd.save(rec)
+
+
+def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int = 1,
+              root: str | os.PathLike | None = None, only: str | None = None) -> int:
+    """Run every distinct config of study ``name``; return 0, or 1 if any run failed."""
+    profile = profile or default_profile()
+    rows = study_runs(name, profile, seeds)
+    if only:
+        rows = [r for r in rows if only.lower() in r.table.lower()]
+    todo = unique_runs(rows)
+    root = runs.runs_root(root).resolve()
+    done = [r for r in todo if runs.RunDir(root / r.run_id).status() == "completed"]
+    pending = [r for r in todo if r not in done]
+    print(f"study {name} at profile {profile}: {len(todo)} distinct runs "
+          f"({len(rows)} table rows), {len(done)} already completed, {len(pending)} to run "
+          f"with {jobs} at once; runs root {root}", flush=True)
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    failures: list[tuple[StudyRun, str]] = []
+    t0 = time.time()
+
+    def one(run: StudyRun) -> tuple[StudyRun, str | None, float]:
+        t = time.time()
+        try:
+            execute_notebook(run, root, threads)
+            return run, None, time.time() - t
+        except Exception as e:  # noqa: BLE001 - a failed run is recorded and the study goes on
+            msg = f"{type(e).__name__}: {e}"
+            _mark_failed(root, run, msg)
+            return run, msg, time.time() - t
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(one, r) for r in pending]
+        for i, fut in enumerate(as_completed(futures), 1):
+            run, err, secs = fut.result()
+            status = "FAILED" if err else "done"
+            print(f"[{i}/{len(pending)}] {status} {run.run_id} ({run.table}: {run.row}) in {secs:.0f}s",
+                  flush=True)
+            if err:
+                failures.append((run, err))
+    print(f"study {name}: {len(pending) - len(failures)} ran, {len(done)} skipped, "
+          f"{len(failures)} failed, {time.time() - t0:.0f}s", flush=True)
+    for run, err in failures:
+        print(f"  failed: {run.run_id} ({run.table}: {run.row}): {err.splitlines()[0][:300]}",
+              file=sys.stderr)
+    return 1 if failures else 0
