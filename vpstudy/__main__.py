@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="regenerate reports/ from the run records")
     r.add_argument("--runs", default=None)
-    r.add_argument("--out", default="reports")
+    r.add_argument("--out", default=None, help="output folder (default: $VPSTUDY_REPORTS or ./reports)")
     r.set_defaults(func=cmd_report)
     return p
 

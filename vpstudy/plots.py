@@ -100,3 +100,20 @@ def sequence_strips(inputs: np.ndarray, targets: np.ndarray, predictions: dict[s
     fig.subplots_adjust(wspace=0.03, hspace=0.05, left=0.12, right=0.99, top=0.9 if title else 0.98,
                         bottom=0.02)
     return fig
+
+
+def accuracy_vs_cost(records: dict[str, dict], metric: str = "mse", extra_test: str | None = None):
+    """Test ``metric`` against parameters and against FLOPs (log x), one labelled point per model."""
+    _style()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, key, xlabel in ((axes[0], "params", "parameters"), (axes[1], "flops", "FLOPs per sample (2 per MAC)")):
+        for label, rec in records.items():
+            res = rec["extra_tests"][extra_test] if extra_test else rec["test"]
+            x = rec["efficiency"][key]
+            if not x:
+                continue
+            ax.scatter([x], [res[metric]], s=40)
+            ax.annotate(label, (x, res[metric]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set(xscale="log", xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric))
+    fig.tight_layout()
+    return fig

@@ -33,9 +33,21 @@ SAMPLES = "samples.npz"
 LOCK = "lock"
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def project_dir() -> Path:
+    """The checkout's root when vpstudy runs from a source checkout, else the working directory.
+
+    Notebooks run with their own folder as working directory; resolving default paths
+    against the checkout keeps the CLI, papermill and JupyterLab on the same ``runs/``.
+    """
+    return REPO if (REPO / "pyproject.toml").exists() else Path.cwd()
+
+
 def runs_root(root: str | os.PathLike | None = None) -> Path:
-    """The runs root: ``root``, else ``$VPSTUDY_RUNS``, else ``./runs``."""
-    return Path(root or os.environ.get(RUNS_ENV) or "runs")
+    """The runs root: ``root``, else ``$VPSTUDY_RUNS``, else ``runs/`` in the project directory."""
+    return Path(root or os.environ.get(RUNS_ENV) or project_dir() / "runs")
 
 
 def json_dumps(obj: Any) -> str:
@@ -89,7 +101,7 @@ def read_json(path: Path) -> Any:
 
 def git_commit(repo: Path | None = None) -> str | None:
     """The current commit of the vpstudy checkout, with ``+dirty`` if tracked files changed."""
-    repo = repo or Path(__file__).resolve().parent.parent
+    repo = repo or REPO
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()

@@ -23,6 +23,7 @@ from typing import Any
 
 from vpstudy import runs
 from vpstudy.config import TrainConfig, default_profile, make_config
+from vpstudy.train import baseline_config
 
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 REPO = Path(__file__).resolve().parent.parent
@@ -74,9 +75,13 @@ def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[St
     profile = profile or default_profile()
     out = []
     for entry in study["runs"]:
-        for seed in range(seeds):
+        baseline = entry.get("model") == "last-frame"
+        for seed in range(1 if baseline else seeds):
             params = {**profile_params(study, entry, profile), "seed": seed}
             cfg = make_config(**params)
+            if baseline:                      # deterministic, trains nothing: one shared record
+                cfg = baseline_config(cfg)
+                params = {k: v for k, v in cfg.to_dict().items() if k != "extra" and v is not None}
             out.append(StudyRun(entry["table"], entry["row"], entry.get("paper", {}), params, cfg))
     return out
 

@@ -190,3 +190,39 @@ register_model("last-frame", _last_frame_builder, {
     "activation_configurable": False,
     "config": {},
 })
+
+
+# --- study 2: recurrent baselines (the lightweight-model study) -------------------------
+
+def _recurrent_builder(cls: type) -> Builder:
+    """A builder for a recurrent model class taking (in_shape, out_frames, **kwargs)."""
+
+    def build(*, activation: str, in_shape: tuple[int, ...], out_frames: int, **overrides: Any) -> nn.Module:
+        return cls(in_shape=in_shape, out_frames=out_frames, **overrides)
+
+    return build
+
+
+def _register_study2() -> None:
+    from .predrnn import PredRNN
+    from .predrnnpp import PredRNNpp
+
+    register_model("predrnn", _recurrent_builder(PredRNN), {
+        "family": "recurrent",
+        "description": "PredRNN: ST-LSTM, 4 layers x 128 hidden, filter 5, patch 4, no layer norm, "
+                       "scheduled sampling",
+        "reference_params": 23_838_720,
+        "activation_configurable": False,
+        "config": dict(hidden=(128, 128, 128, 128), filter_size=5, patch=4),
+    })
+    register_model("predrnnpp", _recurrent_builder(PredRNNpp), {
+        "family": "recurrent",
+        "description": "PredRNN++: causal LSTM (128, 64, 64, 64) with the gradient highway unit, "
+                       "filter 5, patch 4, no conv biases or layer norm",
+        "reference_params": 15_367_168,
+        "activation_configurable": False,
+        "config": dict(hidden=(128, 64, 64, 64), filter_size=5, patch=4),
+    })
+
+
+_register_study2()

@@ -1,0 +1,34 @@
+import pytest
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(cache_dir, monkeypatch):
+    """Generated data sets go to a per-session cache, never the user's."""
+    monkeypatch.setenv("VPSTUDY_CACHE", str(cache_dir))
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory, cache_dir):
+    """A runs root with two tiny completed runs (poolformer, last-frame), trained once per session."""
+    import os
+
+    from vpstudy.config import make_config
+    from vpstudy.train import baseline_config, train
+
+    old = os.environ.get("VPSTUDY_CACHE")
+    os.environ["VPSTUDY_CACHE"] = str(cache_dir)
+    root = tmp_path_factory.mktemp("runs")
+    cfg = make_config("smoke", model="poolformer", epochs=1, batch_size=2, sequences_per_epoch=4,
+                      val_sequences=4, test_sequences=6, precision="fp32")
+    rec = train(cfg, root, progress=False, log=None)
+    base = train(baseline_config(cfg), root, progress=False, log=None)
+    if old is None:
+        os.environ.pop("VPSTUDY_CACHE")
+    else:
+        os.environ["VPSTUDY_CACHE"] = old
+    return root, rec, base

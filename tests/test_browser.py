@@ -1,0 +1,76 @@
+"""The explorer notebook in a real headless Chromium: Voilà serves it on 127.0.0.1, the
+test moves the time slider with the keyboard and checks that the displayed frame changes."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def voila(trained_runs, cache_dir, tmp_path):
+    root, _, _ = trained_runs
+    port = _free_port()
+    env = {**os.environ, "VPSTUDY_RUNS": str(root), "VPSTUDY_CACHE": str(cache_dir),
+           "OMP_NUM_THREADS": "1"}
+    log = open(tmp_path / "voila.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", str(REPO / "notebooks" / "explore.ipynb"), f"--port={port}",
+         "--no-browser", "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=60)
+            break
+        except OSError:
+            time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_time_slider_changes_the_displayed_frame(voila):
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (scripts/test.sh installs it)"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        page.goto(voila, timeout=180_000)
+        image = page.locator(".widget-image").first
+        image.wait_for(timeout=180_000)
+        before = image.get_attribute("src")
+        slider = page.locator(".widget-slider", has_text="time step").locator(".noUi-handle").first
+        slider.focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        assert "time step 1." in page.inner_text("body")
+        page.wait_for_function("() => /time step [2-9]\\./.test(document.body.innerText)", timeout=60_000)
+        page.wait_for_function(
+            "before => document.querySelector('.widget-image').getAttribute('src') !== before",
+            arg=before, timeout=60_000)
+        assert image.get_attribute("src") != before
+        browser.close()

@@ -1,0 +1,247 @@
+"""Regenerate ``reports/`` from the run records alone.
+
+For each study (``vpstudy/studies/*.toml``) and each profile that has completed runs, every
+table of the study is written in its own layout (markdown and CSV): our numbers (mean ± std
+over seeds) beside the paper's and the difference, with the last-frame baseline as a row.
+Figures: per-frame curves, learning curves, accuracy against parameters and FLOPs, and a
+qualitative grid. ``reports/README.md`` shows them all and says, for each, which profile,
+data source, seeds and hardware produced it. A table holds runs of one profile only.
+
+Regenerating from the same records gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vpstudy import plots, runs  # noqa: E402
+from vpstudy.study import StudyRun, load_study, study_names, study_runs  # noqa: E402
+
+PNG_META = {"Software": None}
+PROFILE_NOTES = {
+    "smoke": "smoke profile: a few steps on a handful of sequences; the numbers mean nothing",
+    "cpu": "cpu profile: a small fraction of the paper's training (see the settings column); "
+           "numbers are far from the paper's and only the comparisons within a table are of interest",
+    "paper": "paper profile: the study's settings",
+}
+
+
+def _fmt(mean: float, std: float | None, digits: int) -> str:
+    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
+        return "–"
+    s = f"{mean:.{digits}f}"
+    return s + (f" ± {std:.{digits}f}" if std is not None and not np.isnan(std) else "")
+
+
+def _records_by_id(root) -> dict[str, list[dict]]:
+    """Completed records, grouped by run id without the seed (so seeds of one config group)."""
+    out: dict[str, dict] = {}
+    for rec in runs.load_records(root, "completed"):
+        out[rec["id"]] = rec
+    return out
+
+
+def _metric_stats(recs: list[dict], key: str, extra: str | None = None) -> tuple[float, float | None]:
+    vals = [(r["extra_tests"][extra] if extra else r["test"])[key] for r in recs
+            if not extra or extra in (r.get("extra_tests") or {})]
+    if not vals:
+        return float("nan"), None
+    return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
+
+
+def settings_text(cfg: dict) -> str:
+    return (f"{cfg['epochs']} ep × {cfg['sequences_per_epoch']} seq, bs {cfg['batch_size']}")
+
+
+def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int = 10
+                 ) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """``{table: (DataFrame, info)}`` for one study at one profile, from the records present."""
+    study = load_study(name)
+    all_rows = study_runs(name, profile, seeds=max_seeds)
+    groups: dict[tuple[str, str], list[StudyRun]] = defaultdict(list)
+    for r in all_rows:
+        groups[(r.table, r.row)].append(r)
+    baseline_rows = [rs for (t, _), rs in groups.items() if t == "Baseline"]
+    metrics = study.get("metrics", ["mse", "ssim"])
+    digits = {"mse": 2, "mae": 2, "ssim": 4, "ssim_strict": 4, "psnr": 2}
+    tables = {}
+    for table, spec in study.get("tables", {}).items():
+        rows, used = [], []
+        entries = [(k, rs) for k, rs in groups.items() if k[0] == table]
+        for (_, row_name), rs in entries + [(("Baseline", rs[0].row), rs) for rs in baseline_rows]:
+            recs = [by_id[r.run_id] for r in rs if r.run_id in by_id]
+            used += recs
+            r0 = rs[0]
+            line: dict[str, Any] = {"row": row_name}
+            for col in spec.get("columns", []):
+                line[col] = r0.params.get(col, "") if r0.table != "Baseline" else ""
+            for m in metrics:
+                mean, std = _metric_stats(recs, m, spec.get("extra_test"))
+                line[f"ours {m}"] = _fmt(mean, std, digits.get(m, 4)) if recs else "not run"
+                paper = r0.paper.get(m)
+                line[f"paper {m}"] = "" if paper is None else f"{paper:.{digits.get(m, 4)}f}"
+                line[f"Δ {m}"] = (f"{mean - paper:+.{digits.get(m, 4)}f}"
+                                  if recs and paper is not None else "")
+            for col in spec.get("efficiency", []):
+                line[col] = _efficiency_cell(recs, col)
+                if col in r0.paper:
+                    line[f"paper {col}"] = r0.paper[col]
+            line["seeds"] = len(recs)
+            line["settings"] = settings_text(recs[0]["config"]) if recs else ""
+            rows.append(line)
+        info = _provenance_summary(used, profile)
+        info["caption"] = spec.get("caption", "")
+        tables[table] = (pd.DataFrame(rows), info)
+    return tables
+
+
+def _efficiency_cell(recs: list[dict], key: str) -> str:
+    if not recs:
+        return ""
+    v = recs[0].get("efficiency", {}).get(key)
+    if v is None:
+        return ""
+    if key == "params":
+        return f"{v:,}"
+    if key == "size_bytes":
+        return f"{v / 1e6:.2f} MB"
+    if key in ("macs", "flops"):
+        return f"{v / 1e9:.3f} G"
+    return str(v)
+
+
+def _provenance_summary(recs: list[dict], profile: str) -> dict[str, Any]:
+    prov = [r.get("provenance", {}) for r in recs]
+    hw = sorted({(p.get("hardware") or {}).get("name", "?") for p in prov})
+    src = sorted({p.get("data_source", "?") for p in prov})
+    commits = sorted({(p.get("git_commit") or "?")[:12] for p in prov})
+    seeds = sorted({r["config"]["seed"] for r in recs})
+    wall = sum(p.get("wall_time_s") or 0 for p in prov)
+    return {"profile": profile, "runs": len(recs), "hardware": hw, "data_source": src,
+            "commits": commits, "seeds": seeds, "wall_time_s": wall}
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata=PNG_META)
+    plt.close(fig)
+
+
+def _models_of(table_rows: list[StudyRun], by_id: dict[str, dict]) -> dict[str, dict]:
+    """For each model of a table: its best-MSE completed record (seed-0 runs)."""
+    best: dict[str, dict] = {}
+    for r in table_rows:
+        rec = by_id.get(r.run_id)
+        if rec is None:
+            continue
+        m = rec["config"]["model"]
+        if m not in best or rec["test"]["mse"] < best[m]["test"]["mse"]:
+            best[m] = rec
+    return dict(sorted(best.items()))
+
+
+def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) -> list[tuple[str, Path]]:
+    study = load_study(name)
+    rows = study_runs(name, profile, seeds=1)
+    fig_table = study.get("figures_table")
+    chosen = [r for r in rows if (r.table == fig_table or r.table == "Baseline")] if fig_table else rows
+    models = _models_of(chosen, by_id)
+    figs: list[tuple[str, Path]] = []
+    if not models:
+        return figs
+    label = {m: f"{m} ({rec['config']['lambda1']}, {rec['config']['lambda2']})" for m, rec in models.items()}
+    extra = study.get("figures_extra_test")
+    res = {m: (rec["extra_tests"][extra] if extra and extra in (rec.get("extra_tests") or {}) else rec["test"])
+           for m, rec in models.items()}
+    p = out / "per_frame.png"
+    _save(plots.per_frame_metrics(res, first_frame=next(iter(models.values()))["config"]["in_frames"] + 1), p)
+    figs.append(("Per-frame MSE and SSIM of each model (best setting per model)", p))
+    trained = {m: r for m, r in models.items() if r.get("history")}
+    if trained:
+        p = out / "learning_curves.png"
+        _save(plots.learning_curves(list(trained.values()), list(trained)), p)
+        figs.append(("Learning curves (training loss, validation MSE and SSIM)", p))
+        p = out / "accuracy_vs_cost.png"
+        _save(plots.accuracy_vs_cost(trained), p)
+        figs.append(("Test MSE against parameters and against FLOPs", p))
+    p = out / "qualitative.png"
+    _save(qualitative_grid(models), p)
+    figs.append(("Qualitative grid: 10 inputs, 10 targets and each model's predictions on the same "
+                 "test sequence (cf. the paper's Table 6)", p))
+    return figs
+
+
+def qualitative_grid(models: dict[str, dict], index: int = 0, suffix: str = ""):
+    first = None
+    preds = {}
+    for m, rec in models.items():
+        with np.load(Path(rec["_dir"]) / runs.SAMPLES) as f:
+            if first is None:
+                first = (f["inputs" + suffix][index], f["targets" + suffix][index])
+            preds[m] = f["predictions" + suffix][index]
+    return plots.sequence_strips(first[0], first[1], preds)
+
+
+REPORTS_ENV = "VPSTUDY_REPORTS"
+
+
+def reports_dir(out: str | os.PathLike | None = None) -> Path:
+    """``out``, else ``$VPSTUDY_REPORTS``, else ``reports/`` in the project directory."""
+    return Path(out or os.environ.get(REPORTS_ENV) or runs.project_dir() / "reports")
+
+
+def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> Path:
+    """Write every study's tables and figures under ``out`` and an index ``out/README.md``."""
+    out = reports_dir(out)
+    by_id = _records_by_id(root)
+    profiles_present = sorted({r["config"]["profile"] for r in by_id.values()},
+                              key=["paper", "cpu", "smoke"].index)
+    md = ["# vpstudy report", "",
+          "Generated by `python -m vpstudy report` from the run records alone "
+          f"(runs root `{runs.runs_root(root)}`). Paper numbers appear only in columns labelled "
+          "`paper`; every other number comes from a recorded run. MSE is per frame (sum over "
+          "pixels); SSIM uses data_range 2 as published.", ""]
+    for name in study_names():
+        study = load_study(name)
+        for profile in profiles_present:
+            tables = study_tables(name, profile, by_id)
+            if not any(info["runs"] for _, info in tables.values()):
+                continue
+            sub = out / name / profile
+            md += [f"## {study.get('title', name)} — profile `{profile}`", "",
+                   f"*{PROFILE_NOTES[profile]}*", ""]
+            for table, (df, info) in tables.items():
+                slug = table.lower().replace(" ", "")
+                sub.mkdir(parents=True, exist_ok=True)
+                df.to_csv(sub / f"{slug}.csv", index=False)
+                text = to_markdown(df)
+                (sub / f"{slug}.md").write_text(f"# {table}: {info['caption']}\n\n{text}")
+                md += [f"### {table}: {info['caption']}", "", text,
+                       f"Runs: {info['runs']} (seeds {info['seeds']}); profile `{profile}`; hardware: "
+                       f"{', '.join(info['hardware']) or '–'}; data: {'; '.join(info['data_source']) or '–'}; "
+                       f"code: {', '.join(info['commits']) or '–'}; training wall time "
+                       f"{info['wall_time_s'] / 60:.1f} min.", ""]
+            for caption, path in study_figures(name, profile, by_id, sub):
+                md += [f"**{caption}** (profile `{profile}`)", "",
+                       f"![{caption}]({path.relative_to(out).as_posix()})", ""]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "README.md").write_text("\n".join(md).rstrip() + "\n")
+    return out / "README.md"
