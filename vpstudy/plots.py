@@ -103,10 +103,10 @@ def sequence_strips(inputs: np.ndarray, targets: np.ndarray, predictions: dict[s
 
 
 def accuracy_vs_cost(records: dict[str, dict], metric: str = "mse", extra_test: str | None = None):
-    """Test ``metric`` against parameters and against FLOPs (log x), one labelled point per model."""
+    """Test ``metric`` against parameters and against MACs (log x), one labelled point per model."""
     _style()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, key, xlabel in ((axes[0], "params", "parameters"), (axes[1], "flops", "FLOPs per sample (2 per MAC)")):
+    for ax, key, xlabel in ((axes[0], "params", "parameters"), (axes[1], "macs", "MACs per sample (forward)")):
         for label, rec in records.items():
             res = rec["extra_tests"][extra_test] if extra_test else rec["test"]
             x = rec["efficiency"][key]

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from vpstudy import plots, runs  # noqa: E402
-from vpstudy.study import StudyRun, load_study, study_names, study_runs  # noqa: E402
+from vpstudy.study import StudyRun, load_study, profile_only_rows, study_names, study_runs  # noqa: E402
 
 PNG_META = {"Software": None}
 PROFILE_NOTES = {
@@ -51,9 +51,15 @@ def _records_by_id(root) -> dict[str, list[dict]]:
     return out
 
 
-def _metric_stats(recs: list[dict], key: str, extra: str | None = None) -> tuple[float, float | None]:
-    vals = [(r["extra_tests"][extra] if extra else r["test"])[key] for r in recs
-            if not extra or extra in (r.get("extra_tests") or {})]
+def _result(rec: dict, metric: str) -> float | None:
+    """``metric`` of a record: ``"mse"`` on the main test set, ``"mse@3"`` on the 3-digit one."""
+    name, _, extra = metric.partition("@")
+    res = (rec.get("extra_tests") or {}).get(extra) if extra else rec.get("test")
+    return None if res is None else res.get(name)
+
+
+def _metric_stats(recs: list[dict], metric: str) -> tuple[float, float | None]:
+    vals = [v for v in (_result(r, metric) for r in recs) if v is not None]
     if not vals:
         return float("nan"), None
     return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
@@ -63,39 +69,54 @@ def settings_text(cfg: dict) -> str:
     return (f"{cfg['epochs']} ep × {cfg['sequences_per_epoch']} seq, bs {cfg['batch_size']}")
 
 
+DIGITS = {"mse": 2, "mae": 2, "ssim": 4, "ssim_strict": 4, "psnr": 2}
+
+
+def _missing_text(name: str, profile: str, table: str, row: str, dataset: str) -> str:
+    only = profile_only_rows(name, profile).get((table, row))
+    if only:
+        return f"{'/'.join(only)} profile only"
+    if dataset != "mmnist":
+        return f"not run ({dataset} data absent)"
+    return "not run"
+
+
 def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int = 10
                  ) -> dict[str, tuple[pd.DataFrame, dict]]:
     """``{table: (DataFrame, info)}`` for one study at one profile, from the records present."""
     study = load_study(name)
-    all_rows = study_runs(name, profile, seeds=max_seeds)
     groups: dict[tuple[str, str], list[StudyRun]] = defaultdict(list)
-    for r in all_rows:
+    for r in study_runs(name, profile, seeds=max_seeds):
         groups[(r.table, r.row)].append(r)
-    baseline_rows = [rs for (t, _), rs in groups.items() if t == "Baseline"]
-    metrics = study.get("metrics", ["mse", "ssim"])
-    digits = {"mse": 2, "mae": 2, "ssim": 4, "ssim_strict": 4, "psnr": 2}
+    entries = {(e["table"], e["row"]): e for e in study["runs"]}
     tables = {}
     for table, spec in study.get("tables", {}).items():
+        metrics = spec.get("metrics", study.get("metrics", ["mse", "ssim"]))
+        dataset = spec.get("dataset", "mmnist")
+        keys = [k for k in entries if k[0] == table]
+        keys += [k for k in entries if k[0] == "Baseline"
+                 and entries[k].get("dataset", "mmnist") == dataset]
         rows, used = [], []
-        entries = [(k, rs) for k, rs in groups.items() if k[0] == table]
-        for (_, row_name), rs in entries + [(("Baseline", rs[0].row), rs) for rs in baseline_rows]:
+        for key in keys:
+            entry, rs = entries[key], groups.get(key, [])
             recs = [by_id[r.run_id] for r in rs if r.run_id in by_id]
             used += recs
-            r0 = rs[0]
-            line: dict[str, Any] = {"row": row_name}
+            paper = entry.get("paper", {})
+            missing = _missing_text(name, profile, *key, dataset)
+            line: dict[str, Any] = {"row": key[1]}
             for col in spec.get("columns", []):
-                line[col] = r0.params.get(col, "") if r0.table != "Baseline" else ""
+                line[col] = rs[0].params.get(col, "") if rs and key[0] != "Baseline" else ""
             for m in metrics:
-                mean, std = _metric_stats(recs, m, spec.get("extra_test"))
-                line[f"ours {m}"] = _fmt(mean, std, digits.get(m, 4)) if recs else "not run"
-                paper = r0.paper.get(m)
-                line[f"paper {m}"] = "" if paper is None else f"{paper:.{digits.get(m, 4)}f}"
-                line[f"Δ {m}"] = (f"{mean - paper:+.{digits.get(m, 4)}f}"
-                                  if recs and paper is not None else "")
+                digits = DIGITS.get(m.partition("@")[0], 4)
+                mean, std = _metric_stats(recs, m)
+                line[f"ours {m}"] = _fmt(mean, std, digits) if recs else missing
+                p = paper.get(m)
+                line[f"paper {m}"] = "" if p is None else f"{p:.{digits}f}"
+                line[f"Δ {m}"] = f"{mean - p:+.{digits}f}" if recs and p is not None and not np.isnan(mean) else ""
             for col in spec.get("efficiency", []):
                 line[col] = _efficiency_cell(recs, col)
-                if col in r0.paper:
-                    line[f"paper {col}"] = r0.paper[col]
+                if any(col in entries[k].get("paper", {}) for k in keys):
+                    line[f"paper {col}"] = paper.get(col, "")
             line["seeds"] = len(recs)
             line["settings"] = settings_text(recs[0]["config"]) if recs else ""
             rows.append(line)
@@ -115,8 +136,8 @@ def _efficiency_cell(recs: list[dict], key: str) -> str:
         return f"{v:,}"
     if key == "size_bytes":
         return f"{v / 1e6:.2f} MB"
-    if key in ("macs", "flops"):
-        return f"{v / 1e9:.3f} G"
+    if key in ("macs", "flops", "macs_per_step", "flops_per_step"):
+        return f"{v / 1e9:.3f}G"
     return str(v)
 
 
@@ -167,12 +188,9 @@ def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) ->
     figs: list[tuple[str, Path]] = []
     if not models:
         return figs
-    label = {m: f"{m} ({rec['config']['lambda1']}, {rec['config']['lambda2']})" for m, rec in models.items()}
-    extra = study.get("figures_extra_test")
-    res = {m: (rec["extra_tests"][extra] if extra and extra in (rec.get("extra_tests") or {}) else rec["test"])
-           for m, rec in models.items()}
+    first_frame = next(iter(models.values()))["config"]["in_frames"] + 1
     p = out / "per_frame.png"
-    _save(plots.per_frame_metrics(res, first_frame=next(iter(models.values()))["config"]["in_frames"] + 1), p)
+    _save(plots.per_frame_metrics({m: rec["test"] for m, rec in models.items()}, first_frame=first_frame), p)
     figs.append(("Per-frame MSE and SSIM of each model (best setting per model)", p))
     trained = {m: r for m, r in models.items() if r.get("history")}
     if trained:
@@ -181,12 +199,34 @@ def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) ->
         figs.append(("Learning curves (training loss, validation MSE and SSIM)", p))
         p = out / "accuracy_vs_cost.png"
         _save(plots.accuracy_vs_cost(trained), p)
-        figs.append(("Test MSE against parameters and against FLOPs", p))
+        figs.append(("Test MSE against parameters and against MACs", p))
     p = out / "qualitative.png"
     _save(qualitative_grid(models), p)
     figs.append(("Qualitative grid: 10 inputs, 10 targets and each model's predictions on the same "
-                 "test sequence (cf. the paper's Table 6)", p))
+                 "test sequence", p))
+    extra = study.get("figures_extra_test")
+    with_extra = {m: r for m, r in models.items() if extra in (r.get("extra_tests") or {})}
+    if extra and with_extra:
+        p = out / f"qualitative_{extra}digits.png"
+        _save(qualitative_grid(with_extra, suffix=f"_{extra}"), p)
+        figs.append((f"Qualitative grid on the {extra}-digit test set (models trained on 2 digits)", p))
     return figs
+
+
+def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> Path | None:
+    """Every model of both studies on Moving MNIST-2: test MSE against parameters and MACs."""
+    best: dict[str, dict] = {}
+    for rec in by_id.values():
+        c = rec["config"]
+        if c["profile"] != profile or c["dataset"] != "mmnist" or c["num_digits"] != 2 or not rec.get("history"):
+            continue
+        if c["model"] not in best or rec["test"]["mse"] < best[c["model"]]["test"]["mse"]:
+            best[c["model"]] = rec
+    if not best:
+        return None
+    path = out / f"efficiency_{profile}.png"
+    _save(plots.accuracy_vs_cost(dict(sorted(best.items()))), path)
+    return path
 
 
 def qualitative_grid(models: dict[str, dict], index: int = 0, suffix: str = ""):
@@ -242,6 +282,13 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
             for caption, path in study_figures(name, profile, by_id, sub):
                 md += [f"**{caption}** (profile `{profile}`)", "",
                        f"![{caption}]({path.relative_to(out).as_posix()})", ""]
+    for profile in profiles_present:
+        path = efficiency_figure(by_id, profile, out)
+        if path:
+            md += [f"## Efficiency across both studies — profile `{profile}`", "",
+                   "Every model trained on Moving MNIST-2 at this profile (best run per model): test MSE "
+                   "against parameters and against MACs per sample (whole forward pass: 10 observed, "
+                   "10 predicted frames).", "", f"![efficiency]({path.relative_to(out).as_posix()})", ""]
     out.mkdir(parents=True, exist_ok=True)
     (out / "README.md").write_text("\n".join(md).rstrip() + "\n")
     return out / "README.md"

@@ -27,7 +27,7 @@ from vpstudy.train import baseline_config
 
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 REPO = Path(__file__).resolve().parent.parent
-ROW_KEYS = ("table", "row", "paper")
+ROW_KEYS = ("table", "row", "paper", "profiles")
 
 
 def study_names() -> list[str]:
@@ -75,6 +75,8 @@ def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[St
     profile = profile or default_profile()
     out = []
     for entry in study["runs"]:
+        if profile not in entry.get("profiles", [profile]):
+            continue
         baseline = entry.get("model") == "last-frame"
         for seed in range(1 if baseline else seeds):
             params = {**profile_params(study, entry, profile), "seed": seed}
@@ -84,6 +86,25 @@ def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[St
                 params = {k: v for k, v in cfg.to_dict().items() if k != "extra" and v is not None}
             out.append(StudyRun(entry["table"], entry["row"], entry.get("paper", {}), params, cfg))
     return out
+
+
+def profile_only_rows(name: str, profile: str) -> dict[tuple[str, str], list[str]]:
+    """Table rows that do not run at ``profile``: (table, row) -> the profiles they run at."""
+    return {(e["table"], e["row"]): e["profiles"] for e in load_study(name)["runs"]
+            if profile not in e.get("profiles", [profile])}
+
+
+def missing_data(cfg: TrainConfig) -> str | None:
+    """Why ``cfg``'s dataset cannot be read here (None if it can). Moving MNIST is always there."""
+    if cfg.dataset == "mmnist":
+        return None
+    from vpstudy.data.video_data import open_split
+
+    try:
+        open_split(cfg, "test")
+    except (FileNotFoundError, ValueError) as e:
+        return str(e).splitlines()[0]
+    return None
 
 
 def unique_runs(rows: list[StudyRun]) -> list[StudyRun]:
@@ -125,6 +146,14 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     if only:
         rows = [r for r in rows if only.lower() in r.table.lower()]
     todo = unique_runs(rows)
+    absent = {}
+    for r in todo:
+        reason = absent.setdefault(r.config.dataset, missing_data(r.config))
+        if reason:
+            print(f"skipping {r.table}: {r.row}: {r.config.dataset} data not found ({reason})", flush=True)
+    todo = [r for r in todo if not absent[r.config.dataset]]
+    for (table, row), profs in profile_only_rows(name, profile).items():
+        print(f"skipping {table}: {row}: runs only at profile(s) {profs}", flush=True)
     root = runs.runs_root(root).resolve()
     done = [r for r in todo if runs.RunDir(root / r.run_id).status() == "completed"]
     pending = [r for r in todo if r not in done]

@@ -114,7 +114,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> StudyData:
     common = dict(seq_len=cfg.seq_len, size=cfg.image_size, source=cfg.digit_source, root=cfg.digit_root)
     val = fixed_sequences("val", cfg.val_sequences, num_digits=cfg.num_digits, **common)
     if cfg.test_file:
-        test = load_mnist_test_seq(cfg.test_file)
+        test = load_mnist_test_seq(cfg.test_file, num_sequences=cfg.test_sequences)
         if test.shape[1] < cfg.seq_len or test.shape[-1] != cfg.image_size:
             raise ValueError(
                 f"test_file {cfg.test_file} holds sequences of shape {tuple(test.shape[1:])}, "
@@ -162,10 +162,22 @@ def train_batches(cfg: TrainConfig, data: StudyData, epoch: int,
 # ---------------------------------------------------------------- model, checkpoint
 
 
+# The lightweight-model study's deeper layout for the real-video datasets (REFERENCE §2).
+VIDEO_LAYOUT = {"sepcrev": dict(ae_blocks=14, rpm_layers=16), "crevnet": dict(ae_blocks=14, rpm_layers=16)}
+
+
 def make_model(cfg: TrainConfig, channels: int = 1) -> nn.Module:
+    overrides = VIDEO_LAYOUT.get(cfg.model, {}) if cfg.dataset in ("kth", "bair") else {}
     return build_model(cfg.model, activation=cfg.activation,
                        in_shape=(cfg.in_frames, channels, cfg.image_size, cfg.image_size),
-                       out_frames=cfg.out_frames)
+                       out_frames=cfg.out_frames, **overrides)
+
+
+def memory_format_for(model: nn.Module) -> torch.memory_format:
+    """Channels-last for the model's convolutions: 2D (SimVP) or 3D (CrevNet-style) weights."""
+    if any(p.dim() == 5 for p in model.parameters()):
+        return torch.channels_last_3d
+    return torch.channels_last
 
 
 def data_channels(cfg: TrainConfig) -> int:
@@ -320,9 +332,9 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
     device = resolve_device(cfg.device)
     amp = autocast_dtype(cfg, device)
     data = prepare_data(cfg, device)          # fails here, before any training, on bad data
+    torch.manual_seed(cfg.seed)               # the initial weights depend on the seed alone
     model = make_model(cfg, data_channels(cfg)).to(device)
-    if all(p.dim() != 5 for p in model.parameters()):      # 2D-conv models (SimVP)
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=memory_format_for(model))
     optimizer, scheduler = make_optimizer(cfg, model)
 
     with rd.lock():

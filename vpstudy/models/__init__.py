@@ -203,10 +203,45 @@ def _recurrent_builder(cls: type) -> Builder:
     return build
 
 
+def _crevnet_builder(conv: str) -> Builder:
+    """A builder for the CrevNet layout with ``conv`` ('separable' | 'standard') 3D convolutions.
+
+    Moving MNIST layout by default (12 autoencoder blocks, 8 predictive layers); KTH and
+    BAIR pass ``ae_blocks=14, rpm_layers=16``.
+    """
+
+    def build(*, activation: str, in_shape: tuple[int, ...], out_frames: int, **overrides: Any) -> nn.Module:
+        from .crevnet import CrevNetPredictor
+
+        kwargs = {"ae_blocks": 12, "rpm_layers": 8, "attention_conv": "pointwise", **overrides}
+        return CrevNetPredictor(conv, in_channels=in_shape[1], in_frames=in_shape[0],
+                                out_frames=out_frames, **kwargs)
+
+    return build
+
+
 def _register_study2() -> None:
     from .predrnn import PredRNN
     from .predrnnpp import PredRNNpp
 
+    register_model("sepcrev", _crevnet_builder("separable"), {
+        "family": "crevnet",
+        "description": "the lightweight model: CrevNet layout with 3D depthwise-separable convolutions "
+                       "and a separable ST-LSTM (1x1x1 attention conv)",
+        "reference_params": 368_706,
+        "reference_macs_per_step": 0.078e9,
+        "activation_configurable": False,
+        "config": dict(conv="separable", ae_blocks=12, rpm_layers=8, attention_conv="pointwise"),
+    })
+    register_model("crevnet", _crevnet_builder("standard"), {
+        "family": "crevnet",
+        "description": "CrevNet: two-way invertible autoencoder and reversible ST-LSTM predictor with "
+                       "standard 3D convolutions",
+        "reference_params": 4_997_444,
+        "reference_macs_per_step": 0.99e9,
+        "activation_configurable": False,
+        "config": dict(conv="standard", ae_blocks=12, rpm_layers=8, attention_conv="pointwise"),
+    })
     register_model("predrnn", _recurrent_builder(PredRNN), {
         "family": "recurrent",
         "description": "PredRNN: ST-LSTM, 4 layers x 128 hidden, filter 5, patch 4, no layer norm, "

@@ -2,7 +2,8 @@
 
 The lightweight separable CNN-LSTM study (Mathai, Liu, Ling) takes CrevNet's Moving MNIST
 model and replaces every 3×3×3 Conv3d by a 3D separable convolution. Here both models are
-built by the same classes; the only switch is ``conv='separable' | 'standard'``.
+built by the same classes; the switch is ``conv='separable' | 'standard'`` (which also sets
+the default of ``gate_bias``, see below).
 
     window X_{t-1}  (B, C, 3, H, W)             three consecutive frames
       │ space-to-depth 2×2, split channels
@@ -27,16 +28,23 @@ Two facts the exact counts pin down (both follow CrevNet's public code):
 - ST-LSTM gate convs carry a bias in CrevNet (nn.Conv3d's default), 7×32 numbers per layer;
   the separable study's gate convs have none. ``gate_bias=None`` picks that per conv type.
 - W1 (the 1×1×1 conv producing H) and the 1×1×1 attention conv carry a bias in both.
+
+Use: ``model(x)`` predicts ``model.out_frames`` frames from (B, T_in, C, H, W) (ground-truth
+warm-up, then autoregressive rollout, see `CrevNetPredictor.forward`);
+``model.training_loss(inputs, targets, criterion, progress=...)`` is the teacher-forced
+training objective; ``model.step(window, state)`` is one 3-frame window step.
+
+CPU note: PyTorch's depthwise Conv3d backward is slow on CPU (~3× slower than a standard
+conv with 32× the MACs at 96 channels, 8×8, batch 16), so on CPU the separable model trains
+slower than CrevNet despite ~13× fewer MACs. ``model.to(memory_format=torch.channels_last_3d)``
+was ~1.5× faster there in one measurement (batch 4, one thread).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
-ConvType = Literal["separable", "standard"]
 CONV_TYPES: tuple[str, ...] = ("separable", "standard")
 ATTENTION_CONVS: tuple[str, ...] = ("pointwise", "3x3x3")
 
@@ -178,7 +186,8 @@ class InvertibleAutoencoder(nn.Module):
             -> blocks -> (x1, x2), each (B, 2C·4^k, T, H/2^(k+1), W/2^(k+1)) with k the
             number of downsampling stages (2: each group ends as 32C × T × H/8 × W/8).
     decode: the exact inverse (up to float rounding, ~1e-7), in any BN mode: each block's F
-            is re-evaluated on the same x2 it saw in the forward pass.
+            is re-evaluated on the same x2 it saw in the forward pass. (In train mode that
+            re-evaluation updates the BN running statistics again, as in CrevNet's code.)
 
     Stages: `stage_blocks[i]` blocks, the first of stage i with stride `stage_strides[i]`;
     group channels 2C → 8C → 32C for strides (1, 2, 2). Only the first block of the whole
@@ -348,6 +357,8 @@ class CrevNetPredictor(nn.Module):
     """
 
     window_length = 3
+
+    window_frames = 3          # frames per recurrent step (for per-step cost accounting)
 
     def __init__(self, conv: str = "separable", in_channels: int = 1,
                  ae_blocks: int | tuple[int, int, int] = 12, rpm_layers: int = 8,

@@ -1,0 +1,120 @@
+"""Studies as data, the runner's bookkeeping, and the report built from records alone."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vpstudy import runs
+from vpstudy.report import build_report, study_tables
+from vpstudy.study import load_study, profile_params, study_runs, unique_runs
+
+
+def test_simvp_study_covers_tables_1_to_5_at_every_profile():
+    study = load_study("simvp")
+    assert set(study["tables"]) == {"Table 1", "Table 2", "Table 3", "Table 4", "Table 5"}
+    rows = study_runs("simvp", "paper")
+    assert len(rows) == 23                  # 22 table rows + the baseline
+    distinct = unique_runs(rows)
+    assert len(distinct) == 17              # shared rows (e.g. T1 'Disabled' = T2 'GELU') train once
+    t5 = {r.row: r.config for r in rows if r.table == "Table 5"}
+    gl = t5["SimVPv2-L (gSTA-L), lambda2 0"]
+    assert (gl.model, gl.epochs, gl.batch_size, gl.lambda1, gl.activation) == ("gsta-l", 200, 16, 0.5, "starrelu")
+    t1 = {r.row: r.config for r in rows if r.table == "Table 1"}
+    assert t1["Crop and Flip"].augment == "crop+flip" and t1["Crop and Flip"].batch_size == 32
+    # the cpu profile keeps the paper's 100:200 epoch ratio and batch sizes
+    cpu = {(r.table, r.row): r.config for r in study_runs("simvp", "cpu")}
+    assert cpu[("Table 4", "200 ep, bs 16, lambda2 0")].epochs == 2 * cpu[("Table 4", "100 ep, bs 16, lambda2 0")].epochs
+    assert cpu[("Table 4", "100 ep, bs 32, lambda2 0.5")].batch_size == 32
+
+
+def test_seeds_multiply_runs_but_not_the_baseline():
+    rows = unique_runs(study_runs("simvp", "cpu", seeds=3))
+    assert len(rows) == 16 * 3 + 1
+
+
+def test_lightweight_study_profiles_and_data():
+    paper = study_runs("lightweight", "paper")
+    models = {(r.table, r.config.model) for r in paper}
+    assert ("Table I", "predrnn") in models and ("Table II", "sepcrev") in models
+    cpu = study_runs("lightweight", "cpu")
+    assert {r.config.model for r in cpu if r.table == "Table I"} == {"sepcrev", "crevnet"}
+    sep = next(r.config for r in paper if r.table == "Table I" and r.config.model == "sepcrev")
+    assert (sep.lr, sep.schedule, sep.extra_test_digits) == (0.002, "step", (3,))
+    kth = next(r.config for r in paper if r.table == "Table II" and r.config.model == "sepcrev")
+    assert (kth.dataset, kth.out_frames, kth.image_size) == ("kth", 20, 128)
+
+
+def test_profile_params_scale_epochs():
+    study = load_study("simvp")
+    entry = {"table": "T", "row": "r", "epochs": 200}
+    assert profile_params(study, entry, "cpu")["epochs"] == 2
+    assert profile_params(study, entry, "paper")["epochs"] == 200
+
+
+def _fake_record(root: Path, run, mse: float, ssim: float, history=True):
+    rd = runs.RunDir(root / run.run_id)
+    t = 10
+    rd.save({"id": run.run_id, "status": "completed", "config": run.config.to_dict(),
+             "history": [{"epoch": 1, "loss": 0.1, "val": {"mse": mse, "ssim": ssim}}] if history else [],
+             "test": {"mse": mse, "mae": 2 * mse, "ssim": ssim, "ssim_strict": ssim - 0.1, "psnr": 20.0,
+                      "per_frame": {k: [mse] * t for k in ("mse", "mae", "ssim", "ssim_strict", "psnr")},
+                      "num_sequences": 8},
+             "extra_tests": {},
+             "efficiency": {"params": 6_456_065, "size_bytes": 25_000_000, "macs": 2_782_691_328,
+                            "flops": 5_565_382_656},
+             "provenance": {"hardware": {"name": "test-cpu"}, "data_source": "fake", "git_commit": "abc",
+                            "wall_time_s": 1.0}})
+    frames = np.zeros((10, 10, 1, 64, 64), np.uint8)
+    np.savez_compressed(rd.samples_path, inputs=frames, targets=frames, predictions=frames)
+
+
+def test_report_from_records_alone_is_deterministic(tmp_path):
+    root = tmp_path / "runs"
+    rows = unique_runs(study_runs("simvp", "smoke"))
+    by_row = {(r.table, r.row): r for r in rows}
+    _fake_record(root, by_row[("Table 1", "Crop and Flip")], 600.0, 0.5)
+    _fake_record(root, by_row[("Table 1", "Disabled")], 400.0, 0.6)
+    _fake_record(root, by_row[("Table 5", "PoolFormer, lambda2 0")], 420.0, 0.55)
+    _fake_record(root, by_row[("Baseline", "Last frame repeated")], 280.0, 0.66, history=False)
+
+    tables = study_tables("simvp", "smoke", runs_by_id(root))
+    t1, info = tables["Table 1"]
+    rows_t1 = t1.set_index("row")
+    assert rows_t1.loc["Crop and Flip", "ours mse"] == "600.00"
+    assert rows_t1.loc["Crop and Flip", "paper mse"] == "72.31"
+    assert rows_t1.loc["Crop and Flip", "Δ mse"] == "+527.69"
+    assert rows_t1.loc["Crop only", "ours mse"] == "not run"
+    assert rows_t1.loc["Last frame repeated", "ours mse"] == "280.00"
+    assert info["profile"] == "smoke" and info["runs"] == 3
+
+    out1 = build_report(root, tmp_path / "r1")
+    out2 = build_report(root, tmp_path / "r2")
+    files1 = sorted(p.relative_to(out1.parent) for p in out1.parent.rglob("*") if p.is_file())
+    files2 = sorted(p.relative_to(out2.parent) for p in out2.parent.rglob("*") if p.is_file())
+    assert files1 == files2 and len(files1) > 10
+    for f in files1:
+        a = (out1.parent / f).read_bytes()
+        b = (out2.parent / f).read_bytes()
+        if f.suffix == ".md":
+            a, b = a.replace(b"/r1", b""), b.replace(b"/r2", b"")
+        assert hashlib.sha256(a).digest() == hashlib.sha256(b).digest(), f
+    text = out1.read_text()
+    assert "profile `smoke`" in text and "qualitative.png" in text and "paper mse" in text
+    assert "profile `cpu`" not in text       # only profiles that have runs
+
+
+def runs_by_id(root):
+    return {r["id"]: r for r in runs.load_records(root)}
+
+
+def test_report_never_mixes_profiles(tmp_path):
+    root = tmp_path / "runs"
+    smoke = {(r.table, r.row): r for r in unique_runs(study_runs("simvp", "smoke"))}
+    cpu = {(r.table, r.row): r for r in unique_runs(study_runs("simvp", "cpu"))}
+    _fake_record(root, smoke[("Table 1", "Disabled")], 400.0, 0.6)
+    _fake_record(root, cpu[("Table 1", "Disabled")], 100.0, 0.8)
+    by_id = runs_by_id(root)
+    assert study_tables("simvp", "smoke", by_id)["Table 1"][0].set_index("row").loc["Disabled", "ours mse"] == "400.00"
+    assert study_tables("simvp", "cpu", by_id)["Table 1"][0].set_index("row").loc["Disabled", "ours mse"] == "100.00"
