@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# The main job: set up, then train gSTA at the default profile and print its test metrics
-# beside the last-frame and all-black baselines. PROFILE=smoke|cpu|paper picks the scale.
+# The main job: set up, run both studies at the default profile (cpu; PROFILE=smoke|cpu|paper
+# picks another) through the ablation notebook, then regenerate reports/ from the run records.
+# Runs already recorded under runs/ are skipped, so a second call only rebuilds the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-python -m vpstudy train --model gsta --profile "${PROFILE:-cpu}"
+profile=${PROFILE:-cpu}
+status=0
+python -m vpstudy study simvp --profile "$profile" || status=$?
+python -m vpstudy study lightweight --profile "$profile" || status=$?
+python -m vpstudy report
+echo "report: reports/README.md"
+exit $status

@@ -29,7 +29,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(*names, dest=f.name, type=int, nargs="*", default=None,
                            help="also evaluate on fixed test sets with these digit counts")
         else:
-            typ = {"int": int, "float": float}.get(str(f.type), str)
+            typ = {"int": int, "float": float}.get(str(f.type).split(" |")[0], str)
             p.add_argument(*names, dest=f.name, type=typ, default=None,
                            help=f"default: the profile's, else {f.default!r}")
 

@@ -64,7 +64,7 @@ class TrainConfig:
     model: str = "gsta"
     activation: str = "gelu"          # MetaFormer MLP activation (SimVP gsta/poolformer)
     augment: str = "none"             # none | crop | crop+flip
-    crop_size: int = 60               # crop window (px) before resizing back to the frame
+    crop_size: int | None = None      # crop window (px), resized back to the frame; None: 15/16 of it
     lambda1: float = 0.0              # weight of the gradient difference loss
     lambda2: float = 0.0              # weight of the differential divergence regularizer
     tau: float = 0.1                  # DDR softmax temperature
@@ -116,6 +116,11 @@ class TrainConfig:
     @property
     def seq_len(self) -> int:
         return self.in_frames + self.out_frames
+
+    @property
+    def crop_pixels(self) -> int:
+        """The crop window: ``crop_size``, else 60 px of 64 (OpenSTL's 0.94 crop scale)."""
+        return self.crop_size or max(1, round(self.image_size * 15 / 16))
 
     @property
     def steps_per_epoch(self) -> int:
@@ -181,7 +186,8 @@ def _validate(c: TrainConfig) -> None:
             f"{c.sequences_per_epoch}: an epoch would have no step; lower batch_size "
             f"or raise sequences_per_epoch"
         )
-    if isinstance(c.crop_size, bool) or not isinstance(c.crop_size, int) or not 1 <= c.crop_size <= c.image_size:
+    if c.crop_size is not None and (isinstance(c.crop_size, bool) or not isinstance(c.crop_size, int)
+                                    or not 1 <= c.crop_size <= c.image_size):
         raise ValueError(
             f"crop_size={c.crop_size!r} must be an integer between 1 and the frame size "
             f"{c.image_size} (the crop window cannot be larger than the frame)"

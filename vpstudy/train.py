@@ -155,7 +155,7 @@ def train_batches(cfg: TrainConfig, data: StudyData, epoch: int,
                                   seq_len=cfg.seq_len, size=cfg.image_size, generator=gen,
                                   device=device)
         if cfg.augment != "none":
-            x = augment_sequences(x, cfg.augment, crop_size=cfg.crop_size, generator=gen)
+            x = augment_sequences(x, cfg.augment, crop_size=cfg.crop_pixels, generator=gen)
         yield x[:, : cfg.in_frames], x[:, cfg.in_frames: cfg.seq_len]
 
 
@@ -487,7 +487,7 @@ def baseline_config(cfg: TrainConfig) -> TrainConfig:
     evaluated on the same test set shares one baseline record.
     """
     return dataclasses.replace(cfg, model="last-frame", activation="gelu", augment="none",
-                               crop_size=60, lambda1=0.0, lambda2=0.0, tau=0.1, epochs=1,
+                               crop_size=None, lambda1=0.0, lambda2=0.0, tau=0.1, epochs=1,
                                batch_size=1, sequences_per_epoch=1, lr=1e-3, schedule="onecycle",
                                seed=0, compile=False)
 
