@@ -8,8 +8,9 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(cache_dir, monkeypatch):
-    """Generated data sets go to a per-session cache, never the user's."""
+    """Generated data sets go to a per-session cache, never the user's; no user MNIST folder."""
     monkeypatch.setenv("VPSTUDY_CACHE", str(cache_dir))
+    monkeypatch.delenv("VPSTUDY_MNIST_DIR", raising=False)
 
 
 @pytest.fixture(scope="session")

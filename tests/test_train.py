@@ -22,11 +22,6 @@ TINY = dict(model="poolformer", epochs=2, batch_size=2, sequences_per_epoch=4, v
             test_sequences=4)
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("VPSTUDY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
 def test_train_writes_a_complete_record_and_skips_a_completed_run(tmp_path):
     cfg = make_config("smoke", **TINY, lambda1=0.5, lambda2=0.1)
     rec = train(cfg, tmp_path, progress=False, log=None)

@@ -59,7 +59,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
     shape = default_input_shape(args.model)
     model = build_model(args.model).eval()
-    info = {"model": args.model, "input_shape": list(shape), **describe_model(model, (1, *shape))}
+    info = {"model": args.model, "input_shape": list(shape),
+            **describe_model(model, (1, *shape), latency=args.latency)}
     if args.json:
         print(json.dumps(info, sort_keys=True))
     else:
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("describe", help="parameters, size, MACs and FLOPs of a model")
     d.add_argument("model")
     d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.add_argument("--latency", action="store_true", help="also time one forward pass at batch 1 (CPU)")
     d.set_defaults(func=cmd_describe)
 
     s = sub.add_parser("study", help="run a whole study through the ablation notebook")

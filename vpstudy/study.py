@@ -35,9 +35,10 @@ def study_names() -> list[str]:
 
 
 def load_study(name: str) -> dict[str, Any]:
-    path = STUDIES_DIR / f"{name}.toml"
+    """A study by name (``vpstudy/studies/<name>.toml``) or by the path of a .toml file."""
+    path = Path(name) if name.endswith(".toml") else STUDIES_DIR / f"{name}.toml"
     if not path.exists():
-        raise ValueError(f"unknown study {name!r}; available: {study_names()}")
+        raise ValueError(f"unknown study {name!r}; available: {study_names()} (or a path to a .toml file)")
     with open(path, "rb") as f:
         return tomllib.load(f)
 

@@ -1,0 +1,26 @@
+"""The command line: describe prints one JSON object; bad parameters fail before any work."""
+
+import json
+
+import pytest
+
+from vpstudy.__main__ import main
+
+
+@pytest.mark.parametrize("model, params", [("gsta", 6_456_065), ("sepcrev", 368_706), ("last-frame", 0)])
+def test_describe_json(model, params, capsys):
+    assert main(["describe", model, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["params"] == params
+    assert {"size_bytes", "macs", "flops"} <= set(info)
+    assert info["flops"] == 2 * info["macs"]
+    if model == "sepcrev":
+        assert abs(info["macs_per_step"] - 0.078e9) / 0.078e9 < 0.01
+
+
+def test_train_rejects_bad_parameters_before_any_work(capsys, tmp_path):
+    assert main(["train", "--model", "gsta", "--lambda2", "-1", "--runs", str(tmp_path)]) == 2
+    assert "lambda2 must be a finite number >= 0" in capsys.readouterr().err
+    assert main(["train", "--model", "incepu", "--activation", "starrelu", "--runs", str(tmp_path)]) == 2
+    assert "activation cannot be changed" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,102 @@
+"""The ablation notebook's parameters: typed, validated, and the study runner's failure path."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vpstudy.notebook import ablation_config
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "notebooks" / "ablation.ipynb"
+
+
+def _defaults() -> dict:
+    nb = json.loads(NOTEBOOK.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    ns: dict = {}
+    exec("".join(cell["source"]), ns)
+    return {k: v for k, v in ns.items() if not k.startswith("__")}
+
+
+def test_notebook_defaults_give_the_profile_defaults(monkeypatch):
+    monkeypatch.setenv("VPSTUDY_PROFILE", "smoke")
+    params = _defaults()
+    cfg = ablation_config({**params, "lambda2": 0.1})
+    assert cfg.profile == "smoke" and cfg.lambda2 == 0.1 and cfg.model == "gsta"
+    assert cfg.epochs == 1 and cfg.batch_size == 4          # 0 means "the profile's default"
+    assert ablation_config({**params, "profile": "paper"}).sequences_per_epoch == 10_000
+    assert ablation_config({**params, "extra_test_digits": "3"}).extra_test_digits == (3,)
+
+
+def test_every_notebook_parameter_is_known():
+    from vpstudy.notebook import CONFIG_PARAMS, RUNNER_PARAMS
+
+    assert set(_defaults()) <= CONFIG_PARAMS | RUNNER_PARAMS
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"lamda2": 0.1}, "unknown notebook parameter.*lamda2"),
+    ({"lambda2": -1.0}, "lambda2 must be"),
+    ({"model": "unet"}, "model='unet' is not allowed"),
+    ({"augment": "rotate"}, "augment='rotate'"),
+])
+def test_bad_parameters_fail_with_a_clear_message(bad, match, monkeypatch):
+    monkeypatch.setenv("VPSTUDY_PROFILE", "smoke")
+    with pytest.raises(ValueError, match=match):
+        ablation_config({**_defaults(), **bad})
+
+
+@pytest.mark.slow
+def test_papermill_stops_in_the_first_cells_on_a_bad_parameter(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "papermill", str(NOTEBOOK), str(tmp_path / "out.ipynb"),
+                          "-p", "lamda2", "0.1", "--cwd", str(REPO)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode != 0
+    assert "unknown notebook parameter(s) ['lamda2']" in res.stderr + res.stdout
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    executed = [c for c in out["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
+    assert len(executed) <= 3                                # parameters, injected, validation
+
+
+@pytest.mark.slow
+def test_study_runner_records_a_failed_run_and_carries_on(tmp_path, monkeypatch, capsys):
+    from vpstudy import runs
+    from vpstudy.study import run_study
+
+    study = tmp_path / "tiny.toml"
+    study.write_text("""
+name = "tiny"
+[defaults]
+model = "last-frame"
+epochs = 1
+[profiles.smoke]
+epochs_scale = 1.0
+sequences_per_epoch = 1
+batch_size = 1
+val_sequences = 2
+test_sequences = 2
+[tables.T]
+caption = "tiny"
+[[runs]]
+table = "T"
+row = "works"
+[[runs]]
+table = "T"
+row = "missing test file"
+test_file = "/nonexistent/mnist_test_seq.npy"
+""")
+    status = run_study(str(study), profile="smoke", root=tmp_path / "runs")
+    assert status == 1
+    recs = {r["config"].get("test_file"): r for r in runs.load_records(tmp_path / "runs", status=None)}
+    assert recs[None]["status"] == "completed"
+    failed = recs["/nonexistent/mnist_test_seq.npy"]
+    assert failed["status"] == "failed" and "mnist_test_seq.npy" in failed["error"]
+    assert (Path(tmp_path / "runs" / recs[None]["id"] / "ablation.ipynb")).exists()
+    err = capsys.readouterr().err
+    assert "failed:" in err
+    # a second call skips the completed run and retries only the failed one
+    assert run_study(str(study), profile="smoke", root=tmp_path / "runs") == 1
+    assert "1 already completed" in capsys.readouterr().out
