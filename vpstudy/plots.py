@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -115,5 +116,6 @@ def accuracy_vs_cost(records: dict[str, dict], metric: str = "mse", extra_test: 
             ax.scatter([x], [res[metric]], s=40)
             ax.annotate(label, (x, res[metric]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set(xscale="log", xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.tight_layout()
     return fig
