@@ -39,7 +39,8 @@ def test_lightweight_study_profiles_and_data():
     models = {(r.table, r.config.model) for r in paper}
     assert ("Table I", "predrnn") in models and ("Table II", "sepcrev") in models
     cpu = study_runs("lightweight", "cpu")
-    assert {r.config.model for r in cpu if r.table == "Table I"} == {"sepcrev", "crevnet"}
+    assert {r.config.model for r in cpu if r.table == "Table I"} == {"sepcrev", "crevnet", "predrnn", "predrnnpp"}
+    assert {r.config.model for r in cpu if r.table == "Table II"} == {"sepcrev", "crevnet"}
     sep = next(r.config for r in paper if r.table == "Table I" and r.config.model == "sepcrev")
     assert (sep.lr, sep.schedule, sep.extra_test_digits) == (0.002, "step", (3,))
     kth = next(r.config for r in paper if r.table == "Table II" and r.config.model == "sepcrev")
