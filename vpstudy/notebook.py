@@ -53,10 +53,6 @@ def ablation_config(namespace: Mapping[str, Any]) -> TrainConfig:
     return make_config(profile, **values)
 
 
-def runs_root_param(value: str) -> str | None:
-    return value or None
-
-
 def metrics_table(results: Mapping[str, Mapping[str, Any]]):
     """A DataFrame of test metrics, one row per label."""
     import pandas as pd

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import math
 import time
 from dataclasses import dataclass, field
@@ -197,8 +198,6 @@ def save_checkpoint(path: Path, cfg: TrainConfig, epoch: int, model: nn.Module,
         "scheduler": scheduler.state_dict() if scheduler else None,
         "history": history,
     }
-    import io
-
     buf = io.BytesIO()
     torch.save(state, buf)
     runs.atomic_write_bytes(path, buf.getvalue())
@@ -446,8 +445,6 @@ def _finish(cfg, rd, record, model, data, device, amp, progress) -> None:
         samples[f"inputs_{n}"] = to_uint8(seqs[:NUM_SAMPLES, : cfg.in_frames])
         samples[f"targets_{n}"] = to_uint8(seqs[:NUM_SAMPLES, cfg.in_frames: cfg.seq_len])
         samples[f"predictions_{n}"] = to_uint8(p)
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, **samples)
     runs.atomic_write_bytes(rd.samples_path, buf.getvalue())
