@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vpstudy import runs
+from vpstudy.report import _records_by_id as runs_by_id
 from vpstudy.report import build_report, study_tables
 from vpstudy.study import load_study, profile_params, study_runs, unique_runs
 
@@ -104,10 +105,6 @@ def test_report_from_records_alone_is_deterministic(tmp_path):
     text = out1.read_text()
     assert "profile `smoke`" in text and "qualitative.png" in text and "paper mse" in text
     assert "profile `cpu`" not in text       # only profiles that have runs
-
-
-def runs_by_id(root):
-    return {r["id"]: r for r in runs.load_records(root)}
 
 
 def test_report_never_mixes_profiles(tmp_path):

@@ -44,7 +44,7 @@ def _fmt(mean: float, std: float | None, digits: int) -> str:
 
 
 def _records_by_id(root) -> dict[str, list[dict]]:
-    """Completed records, grouped by run id without the seed (so seeds of one config group)."""
+    """Completed records by run id (seeds of one config are found through their own ids)."""
     out: dict[str, dict] = {}
     for rec in runs.load_records(root, "completed"):
         out[rec["id"]] = rec

@@ -147,9 +147,11 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     if only:
         rows = [r for r in rows if only.lower() in r.table.lower()]
     todo = unique_runs(rows)
-    absent = {}
+    absent: dict[str, str | None] = {}
     for r in todo:
-        reason = absent.setdefault(r.config.dataset, missing_data(r.config))
+        if r.config.dataset not in absent:        # look for each dataset once, not once per run
+            absent[r.config.dataset] = missing_data(r.config)
+        reason = absent[r.config.dataset]
         if reason:
             print(f"skipping {r.table}: {r.row}: {r.config.dataset} data not found ({reason})", flush=True)
     todo = [r for r in todo if not absent[r.config.dataset]]
