@@ -44,15 +44,15 @@ def training_forward_flops(model, shape, criterion) -> int:
 
 
 def bench_model(name: str, batch_size: int, steps: int, warmup: int, device: torch.device,
-                amp: torch.dtype | None, channels_last: bool, compile_model: bool) -> dict:
-    from vpstudy.efficiency import count_flops
+                amp: torch.dtype | None, channels_last: bool, compile_model: bool,
+                frame_size: int | None = None) -> dict:
     from vpstudy.losses import VideoPredictionLoss
     from vpstudy.models import build_model, default_input_shape
-    from vpstudy.train import autocast, loss_of
-
-    from vpstudy.train import memory_format_for
+    from vpstudy.train import autocast, loss_of, memory_format_for
 
     shape = default_input_shape(name)
+    if frame_size:
+        shape = (*shape[:2], frame_size, frame_size)
     model = build_model(name, in_shape=shape)
     criterion = VideoPredictionLoss()
     flops = training_forward_flops(model, shape, criterion)
@@ -76,7 +76,8 @@ def bench_model(name: str, batch_size: int, steps: int, warmup: int, device: tor
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    return {"model": name, "batch_size": batch_size, "median_step_s": med, "steps": steps,
+    return {"model": name, "batch_size": batch_size, "frame_size": shape[-1],
+            "precision": "bf16 autocast" if amp else "fp32", "median_step_s": med, "steps": steps,
             "train_forward_flops_per_sample": flops,
             "train_gflops_per_s": 3 * flops * batch_size / med / 1e9}
 
@@ -121,6 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--frame-size", type=int, default=None,
+                   help="frame side in pixels (default: the model's natural 64; the cpu profile's 32)")
     p.add_argument("--out", default=None, help="also write the results as JSON here")
     args = p.parse_args(argv)
 
@@ -129,18 +132,21 @@ def main(argv=None) -> int:
     from vpstudy.train import autocast_dtype, resolve_device
 
     device = resolve_device(args.device)
-    amp = autocast_dtype(make_config("smoke", precision=args.precision), device)
+    def amp_of(name: str):      # the precision the trainer would use for this model
+        return autocast_dtype(make_config("smoke", model=name, precision=args.precision), device)
+
     result = {"hardware": hardware(str(device)), "torch": torch.__version__,
-              "precision": "bf16 autocast" if amp else "fp32",
+              "precision": args.precision,
               "channels_last": not args.no_channels_last, "compile": args.compile,
               "matmul_fp32_gflops_per_s": bench_matmul(device), "models": []}
-    print(f"device: {result['hardware']['name']}; {result['precision']}; "
+    print(f"device: {result['hardware']['name']}; precision {result['precision']}; "
           f"fp32 2048² matmul {result['matmul_fp32_gflops_per_s']:.0f} GFLOP/s", flush=True)
     for name in args.models:
-        r = bench_model(name, args.batch_size, args.steps, args.warmup, device, amp,
-                        not args.no_channels_last, args.compile)
+        r = bench_model(name, args.batch_size, args.steps, args.warmup, device, amp_of(name),
+                        not args.no_channels_last, args.compile, args.frame_size)
         result["models"].append(r)
         print(f"{name:>12}: {r['median_step_s']:.3f} s/step at batch {r['batch_size']}, "
+              f"{r['frame_size']}x{r['frame_size']}, {r['precision']}, "
               f"{r['train_gflops_per_s']:.0f} GFLOP/s", flush=True)
     result["generator"] = bench_generator(device)
     print(f"generator: {result['generator']['sequences_per_s']:.0f} sequences/s "

@@ -285,3 +285,31 @@ def test_invalid_arguments_raise_value_error():
         model(torch.rand(1, 10, 1, 60, 60))
     with pytest.raises(ValueError, match="at least 3"):
         model(torch.rand(1, 2, 1, 64, 64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_depthwise_backward_matches_autograd(dtype):
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 3, 8, 8, dtype=dtype, requires_grad=True)
+    w = torch.randn(5, 1, 3, 3, 3, dtype=dtype, requires_grad=True)
+    gy = torch.randn(3, 5, 3, 8, 8, dtype=dtype)
+    y = cr._DepthwiseConv3dCPU.apply(x, w)
+    gx, gw = torch.autograd.grad(y, (x, w), gy)
+    y_ref = F.conv3d(x, w, padding=1, groups=5)
+    gx_ref, gw_ref = torch.autograd.grad(y_ref, (x, w), gy)
+    tol = 1e-5 if dtype == torch.float32 else 5e-2
+    assert torch.allclose(y, y_ref, atol=tol, rtol=tol)
+    assert torch.allclose(gx.float(), gx_ref.float(), atol=tol * 10, rtol=tol)
+    assert torch.allclose(gw.float(), gw_ref.float(), atol=tol * 100, rtol=tol * 10)
+    assert gx.dtype == x.dtype and gw.dtype == w.dtype
+
+
+def test_sepconv_takes_the_fast_cpu_path_only_where_it_applies():
+    conv = cr.SepConv3d(4, 6)
+    strided = cr.SepConv3d(4, 6, stride=(1, 2, 2))
+    assert conv._fast_cpu_path and not strided._fast_cpu_path
+    x = torch.randn(2, 4, 3, 8, 8, requires_grad=True)
+    y = conv(x)
+    assert y.grad_fn.next_functions[0][0].name().startswith("_DepthwiseConv3dCPU")
+    reference = conv.pointwise(conv.depthwise(x))
+    assert torch.allclose(y, reference, atol=1e-6)

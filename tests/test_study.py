@@ -16,23 +16,26 @@ def test_simvp_study_covers_tables_1_to_5_at_every_profile():
     study = load_study("simvp")
     assert set(study["tables"]) == {"Table 1", "Table 2", "Table 3", "Table 4", "Table 5"}
     rows = study_runs("simvp", "paper")
-    assert len(rows) == 23                  # 22 table rows + the baseline
+    assert len(rows) == 24                  # 22 table rows + the two baselines
     distinct = unique_runs(rows)
-    assert len(distinct) == 17              # shared rows (e.g. T1 'Disabled' = T2 'GELU') train once
+    assert len(distinct) == 18              # shared rows (e.g. T1 'Disabled' = T2 'GELU') train once
     t5 = {r.row: r.config for r in rows if r.table == "Table 5"}
     gl = t5["SimVPv2-L (gSTA-L), lambda2 0"]
     assert (gl.model, gl.epochs, gl.batch_size, gl.lambda1, gl.activation) == ("gsta-l", 200, 16, 0.5, "starrelu")
     t1 = {r.row: r.config for r in rows if r.table == "Table 1"}
     assert t1["Crop and Flip"].augment == "crop+flip" and t1["Crop and Flip"].batch_size == 32
-    # the cpu profile keeps the paper's 100:200 epoch ratio and batch sizes
+    # the cpu profile keeps the paper's 100:200 epoch ratio and batch sizes, at 32x32 frames
     cpu = {(r.table, r.row): r.config for r in study_runs("simvp", "cpu")}
     assert cpu[("Table 4", "200 ep, bs 16, lambda2 0")].epochs == 2 * cpu[("Table 4", "100 ep, bs 16, lambda2 0")].epochs
     assert cpu[("Table 4", "100 ep, bs 32, lambda2 0.5")].batch_size == 32
+    assert {(c.frame_size, c.image_size) for c in cpu.values()} == {(32, 64)}
+    assert ("Table 5", "SimVPv2-L (gSTA-L), lambda2 0") not in cpu      # paper profile only
+    assert {c.frame_size for c in (r.config for r in rows)} == {64}
 
 
 def test_seeds_multiply_runs_but_not_the_baseline():
     rows = unique_runs(study_runs("simvp", "cpu", seeds=3))
-    assert len(rows) == 16 * 3 + 1
+    assert len(rows) == 15 * 3 + 2          # 15 trained configs (gSTA-L is paper-only) + 2 baselines
 
 
 def test_lightweight_study_profiles_and_data():
@@ -40,7 +43,9 @@ def test_lightweight_study_profiles_and_data():
     models = {(r.table, r.config.model) for r in paper}
     assert ("Table I", "predrnn") in models and ("Table II", "sepcrev") in models
     cpu = study_runs("lightweight", "cpu")
-    assert {r.config.model for r in cpu if r.table == "Table I"} == {"sepcrev", "crevnet", "predrnn", "predrnnpp"}
+    assert {r.config.model for r in cpu if r.table == "Table I"} == {"sepcrev", "crevnet"}
+    smoke = study_runs("lightweight", "smoke")
+    assert {r.config.model for r in smoke if r.table == "Table I"} == {"sepcrev", "crevnet", "predrnn", "predrnnpp"}
     assert {r.config.model for r in cpu if r.table == "Table II"} == {"sepcrev", "crevnet"}
     sep = next(r.config for r in paper if r.table == "Table I" and r.config.model == "sepcrev")
     assert (sep.lr, sep.schedule, sep.extra_test_digits) == (0.002, "step", (3,))
@@ -51,7 +56,7 @@ def test_lightweight_study_profiles_and_data():
 def test_profile_params_scale_epochs():
     study = load_study("simvp")
     entry = {"table": "T", "row": "r", "epochs": 200}
-    assert profile_params(study, entry, "cpu")["epochs"] == 2
+    assert profile_params(study, entry, "cpu")["epochs"] == 8
     assert profile_params(study, entry, "paper")["epochs"] == 200
 
 
@@ -86,7 +91,10 @@ def test_report_from_records_alone_is_deterministic(tmp_path):
     rows_t1 = t1.set_index("row")
     assert rows_t1.loc["Crop and Flip", "ours mse"] == "600.00"
     assert rows_t1.loc["Crop and Flip", "paper mse"] == "72.31"
-    assert rows_t1.loc["Crop and Flip", "Δ mse"] == "+527.69"
+    # away from the paper's scale, rows compare with their table's reference row, in %
+    assert "Δ mse" not in rows_t1.columns
+    assert rows_t1.loc["Crop and Flip", "ours % vs ref mse"] == "+50.0%"
+    assert rows_t1.loc["Crop and Flip", "paper % vs ref mse"] == f"{72.3073 / 41.2836 - 1:+.1%}"
     assert rows_t1.loc["Crop only", "ours mse"] == "not run"
     assert rows_t1.loc["Last frame repeated", "ours mse"] == "280.00"
     assert info["profile"] == "smoke" and info["runs"] == 3
@@ -105,6 +113,41 @@ def test_report_from_records_alone_is_deterministic(tmp_path):
     text = out1.read_text()
     assert "profile `smoke`" in text and "qualitative.png" in text and "paper mse" in text
     assert "profile `cpu`" not in text       # only profiles that have runs
+
+
+def test_report_compares_rows_over_seeds_and_checks_the_baselines(tmp_path):
+    root = tmp_path / "runs"
+    by_row = {}
+    for r in study_runs("simvp", "smoke", seeds=3):
+        by_row.setdefault((r.table, r.row), []).append(r)
+    noise = [0.0, 0.5, -0.5]
+    for i, run in enumerate(by_row[("Table 2", "GELU")]):
+        _fake_record(root, run, 23.0 + noise[i], 0.70)
+    for i, run in enumerate(by_row[("Table 2", "StarReLU")]):     # 5 MSE better: detectable
+        _fake_record(root, run, 18.0 + noise[i], 0.70)
+    for i, run in enumerate(by_row[("Table 1", "Crop only")]):    # same as GELU: not detectable
+        _fake_record(root, run, 23.0 - noise[i], 0.70)
+    _fake_record(root, by_row[("Baseline", "Last frame repeated")][0], 55.0, 0.45, history=False)
+    _fake_record(root, by_row[("Baseline", "All black")][0], 36.0, 0.58, history=False)
+
+    tables = study_tables("simvp", "smoke", runs_by_id(root))
+    t2, info2 = tables["Table 2"]
+    mse = next(c for c in info2["comparisons"] if c["metric"] == "mse")
+    assert (mse["row"], mse["reference"]) == ("StarReLU", "GELU")
+    assert mse["diff"] == pytest.approx(-5.0) and mse["detected"] and mse["high"] < 0
+    assert "detected, better than the reference" in mse["verdict"]
+    assert "disagrees with the paper" not in mse["verdict"]          # the paper: -0.05 too
+    t1, info1 = tables["Table 1"]
+    crop = next(c for c in info1["comparisons"] if c["row"] == "Crop only" and c["metric"] == "mse")
+    assert not crop["detected"] and crop["low"] < 0 < crop["high"]
+    assert "not detectable" in crop["verdict"]
+    rows2 = t2.set_index("row")
+    assert rows2.loc["GELU", "ours mse"] == "23.00 ± 0.50"
+    assert rows2.loc["StarReLU", "beats both baselines"] == "✓ 3/3"    # 18.5 < 0.6 * 36, 0.70 > 0.58
+    assert rows2.loc["GELU", "beats both baselines"].startswith("✗ seed 0: MSE 23.0 > 60%")
+    assert rows2.loc["All black", "ours mse"] == "36.00"
+    text = build_report(root, tmp_path / "r").read_text()
+    assert "StarReLU vs GELU" in text and "95% CI" in text
 
 
 def test_report_never_mixes_profiles(tmp_path):

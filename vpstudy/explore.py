@@ -1,9 +1,12 @@
 """Widgets to scrub through what recorded models predict.
 
-``Explorer(runs_root)`` lists the completed runs that have a checkpoint. Choose runs, a
-test sequence (slider) and a time step (slider with play); it shows the observed input
-frames, the target frame, each chosen model's prediction and its absolute error, and the
-current sequence's MSE and SSIM per frame for each model.
+``Explorer(runs_root)`` lists every completed run. Choose runs, a test sequence (slider)
+and a time step (slider with play); it shows the observed input frames, the target frame,
+each chosen model's prediction and its absolute error, and the current sequence's MSE and
+SSIM per frame for each model. A run with a checkpoint (or without parameters) predicts
+live on any test sequence; a run without one (as committed to the repository: checkpoints
+are not) shows the predictions recorded in its ``samples.npz``, which cover the first
+test sequences only; the panel says so.
 
 Images are composed with numpy and encoded as PNG with Pillow (no matplotlib), so the
 sliders stay responsive.
@@ -24,7 +27,7 @@ from vpstudy.metrics import mse_per_frame, ssim_per_frame
 
 SCALE = 3                        # display pixels per frame pixel
 GAP = 4                          # pixels between tiles
-NO_RUNS_HELP = ("No recorded run with a checkpoint under <code>{root}</code> yet. Make one with<br>"
+NO_RUNS_HELP = ("No completed run under <code>{root}</code> yet. Make one with<br>"
                 "<code>python -m vpstudy train --model gsta --profile smoke</code> "
                 "(seconds) or <code>--profile cpu</code> (minutes), then re-run this cell.")
 
@@ -34,20 +37,30 @@ class RunChoice:
     run_id: str
     path: Path
     label: str
+    live: bool            # predicts from its checkpoint (or has no parameters); else samples.npz
 
 
 def available_runs(root=None) -> list[RunChoice]:
-    """Completed runs that can be loaded: a checkpoint, or a model without parameters."""
+    """Every completed run: live where it has a checkpoint or no parameters, else from the
+    predictions recorded in its ``samples.npz`` (skipped if that file is missing too)."""
     out = []
     for rec in runs.load_records(root, "completed"):
         path = Path(rec["_dir"])
-        if not (path / runs.CHECKPOINT).exists() and rec.get("efficiency", {}).get("params", 1):
+        live = (path / runs.CHECKPOINT).exists() or not rec.get("efficiency", {}).get("params", 1)
+        if not live and not (path / runs.SAMPLES).exists():
             continue
         cfg, test = rec["config"], rec.get("test", {})
         label = (f"{cfg['model']} λ=({cfg['lambda1']}, {cfg['lambda2']}) {cfg['profile']} "
-                 f"seed {cfg['seed']} — test MSE {test.get('mse', float('nan')):.1f}")
-        out.append(RunChoice(rec["id"], path, label))
+                 f"seed {cfg['seed']} — test MSE {test.get('mse', float('nan')):.1f}"
+                 + ("" if live else " [recorded samples]"))
+        out.append(RunChoice(rec["id"], path, label, live))
     return out
+
+
+def recorded_predictions(path: Path) -> np.ndarray:
+    """(N, T_out, C, H, W) float predictions kept in a run's samples.npz."""
+    with np.load(Path(path) / runs.SAMPLES) as f:
+        return f["predictions"].astype(np.float32) / 255
 
 
 def _tile(frame: np.ndarray) -> np.ndarray:
@@ -123,19 +136,28 @@ class Explorer:
                               self.image, self.table])
 
     # -------------------------------------------------------------- data
+    def _choice(self, run_id: str) -> RunChoice:
+        return next(c for c in self.choices if c.run_id == run_id)
+
     def _load(self, run_id: str):
+        """(model or None, config) of a run; None when it shows its recorded samples."""
         if run_id not in self._models:
+            from vpstudy.config import TrainConfig
             from vpstudy.train import load_run_model
 
-            choice = next(c for c in self.choices if c.run_id == run_id)
-            self._models[run_id] = load_run_model(choice.path, self.device)
+            choice = self._choice(run_id)
+            if choice.live:
+                self._models[run_id] = load_run_model(choice.path, self.device)
+            else:
+                cfg = TrainConfig.from_dict(runs.RunDir(choice.path).load()["config"])
+                self._models[run_id] = (None, cfg)
         return self._models[run_id]
 
     def _test_set(self, cfg) -> torch.Tensor:
         from vpstudy.train import prepare_data
 
-        key = (cfg.test_sequences, cfg.num_digits, cfg.seq_len, cfg.image_size, cfg.digit_source,
-               cfg.test_file, cfg.dataset)
+        key = (cfg.test_sequences, cfg.num_digits, cfg.seq_len, cfg.image_size, cfg.downsample,
+               cfg.digit_source, cfg.test_file, cfg.dataset)
         if self._test is None or self._test_key != key:
             self._test, self._test_key = prepare_data(cfg, torch.device("cpu")).test, key
         return self._test
@@ -147,6 +169,13 @@ class Explorer:
             from vpstudy.train import autocast_dtype, predict
 
             model, cfg = self._load(run_id)
+            if model is None:
+                recorded = recorded_predictions(self._choice(run_id).path)
+                if index >= len(recorded):
+                    raise IndexError(f"run {run_id} recorded predictions for the first "
+                                     f"{len(recorded)} test sequences only")
+                self._cache[key] = recorded[index]
+                return self._cache[key]
             x = self._test_set(cfg)[index: index + 1, : cfg.in_frames]
             amp = autocast_dtype(cfg, self.device)      # the precision the run was evaluated in
             self._cache[key] = predict(model, x, self.device, amp)[0].numpy()
@@ -161,10 +190,18 @@ class Explorer:
         _, cfg = self._load(selected[0])
         test = self._test_set(cfg)
         self.cfg = cfg
-        self.sample.max = test.shape[0] - 1
+        recorded = [r for r in selected if not self._choice(r).live]
+        n = min([test.shape[0]] + [len(recorded_predictions(self._choice(r).path)) for r in recorded])
+        self.sample.value = min(self.sample.value, n - 1)
+        self.sample.max = n - 1
         self.time.max = self.play.max = cfg.out_frames - 1
         self.message.value = (f"test set: {test.shape[0]} sequences ({cfg.dataset}, profile "
                               f"{cfg.profile}); frames {cfg.in_frames + 1}–{cfg.seq_len} are predicted")
+        if recorded:
+            self.message.value += (
+                f"<br>{len(recorded)} of the chosen runs have no checkpoint here: they show the "
+                f"predictions recorded in their samples.npz, so only the first {n} test sequences "
+                f"can be chosen. Re-train a run (same parameters) to predict on any sequence.")
         self.render()
 
     def render(self) -> None:

@@ -21,6 +21,47 @@ METRIC_LABELS = {
 }
 
 
+# One colour per model in every figure (tab10), the baselines in grey and black.
+MODEL_COLORS = {
+    "gsta": "#1f77b4", "incepu": "#ff7f0e", "poolformer": "#2ca02c", "gsta-l": "#9467bd",
+    "sepcrev": "#d62728", "crevnet": "#8c564b", "predrnn": "#e377c2", "predrnnpp": "#17becf",
+    "last-frame": "#7f7f7f", "all-black": "#000000",
+}
+
+
+def model_color(label: str) -> str | None:
+    """The colour of the model a label names (``"gsta"``, ``"gsta (3 digits)"``), else None."""
+    name = label.split(" ")[0]
+    return MODEL_COLORS.get(name)
+
+
+def time_to_accuracy(curves: dict[str, list[list[dict]]], baselines: dict[str, float] | None = None):
+    """Validation MSE against training wall-clock seconds and against sequences seen.
+
+    ``curves`` maps a model label to one list of points per run (seed), each point a dict
+    with ``seconds``, ``sequences`` and ``mse`` (a record's ``val_points``); ``baselines``
+    maps a baseline label to its MSE, drawn as dashed lines.
+    """
+    _style()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.9))
+    for label, runs_points in curves.items():
+        color = model_color(label)
+        for i, pts in enumerate(runs_points):
+            for ax, key in ((axes[0], "seconds"), (axes[1], "sequences")):
+                x = [p[key] / (60 if key == "seconds" else 1) for p in pts]
+                ax.plot(x, [p["mse"] for p in pts], color=color, alpha=0.85, lw=1.4,
+                        label=label if i == 0 else None)
+    for label, mse in (baselines or {}).items():
+        for ax in axes:
+            ax.axhline(mse, ls="--", lw=1, color=model_color(label) or "grey", label=label)
+    axes[0].set(xlabel="training wall time (min)", ylabel="validation MSE per frame ↓",
+                title="time to accuracy")
+    axes[1].set(xlabel="training sequences seen", title="sample efficiency")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _style():
     import seaborn as sns
 
@@ -37,10 +78,14 @@ def learning_curves(records: Sequence[dict], labels: Sequence[str] | None = None
         if not hist:
             continue
         ep = [h["epoch"] for h in hist]
-        axes[0].plot(ep, [h["loss"] for h in hist], marker="o", label=label)
-        axes[1].plot(ep, [h["val"]["mse"] for h in hist], marker="o", label=label)
-        axes[2].plot(ep, [h["val"]["ssim"] for h in hist], marker="o", label=label)
-    axes[0].set(title="training loss", xlabel="epoch", yscale="log")
+        c = model_color(label)
+        loss = [h["loss"] / hist[0]["loss"] for h in hist]
+        axes[0].plot(ep, loss, marker="o", label=label, color=c)
+        axes[1].plot(ep, [h["val"]["mse"] for h in hist], marker="o", label=label, color=c)
+        axes[2].plot(ep, [h["val"]["ssim"] for h in hist], marker="o", label=label, color=c)
+    for ax in axes:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[0].set(title="training loss / its first-epoch value", xlabel="epoch", yscale="log")
     axes[1].set(title="validation MSE per frame ↓", xlabel="epoch")
     axes[2].set(title="validation SSIM ↑", xlabel="epoch")
     axes[0].legend(fontsize=8)
@@ -56,7 +101,8 @@ def per_frame_metrics(results: dict[str, dict], metrics: Sequence[str] = ("mse",
     for ax, m in zip(axes[0], metrics):
         for label, res in results.items():
             vals = res["per_frame"][m]
-            ax.plot(range(first_frame, first_frame + len(vals)), vals, marker="o", label=label)
+            ax.plot(range(first_frame, first_frame + len(vals)), vals, marker="o", label=label,
+                    color=model_color(label))
         ax.set(xlabel="predicted frame t", title=METRIC_LABELS.get(m, m))
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
@@ -113,7 +159,7 @@ def accuracy_vs_cost(records: dict[str, dict], metric: str = "mse", extra_test: 
             x = rec["efficiency"][key]
             if not x:
                 continue
-            ax.scatter([x], [res[metric]], s=40)
+            ax.scatter([x], [res[metric]], s=40, color=model_color(label))
             ax.annotate(label, (x, res[metric]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set(xscale="log", xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

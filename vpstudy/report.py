@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from vpstudy import plots, runs  # noqa: E402
+from vpstudy import plots, runs, stats  # noqa: E402
 from vpstudy.study import StudyRun, load_study, profile_only_rows, study_names, study_runs  # noqa: E402
 
 PNG_META = {"Software": None}
@@ -81,49 +81,146 @@ def _missing_text(name: str, profile: str, table: str, row: str, dataset: str) -
     return "not run"
 
 
+def _values(recs: list[dict], metric: str) -> list[float]:
+    return [v for v in (_result(r, metric) for r in recs) if v is not None]
+
+
+def baseline_check(recs: list[dict], baselines: dict[str, list[dict]], max_black_ratio: float = 0.6
+                   ) -> str:
+    """Does every seed of a trained row beat both trivial baselines on MSE and SSIM, with an MSE
+    at most ``max_black_ratio`` of the all-black prediction's? '✓ n/n', or what failed."""
+    black, last = baselines.get("all-black"), baselines.get("last-frame")
+    if not recs or not black or not last or not recs[0].get("history"):
+        return ""
+    b, l_ = black[0]["test"], last[0]["test"]
+    failures = []
+    for r in recs:
+        t, seed = r["test"], r["config"]["seed"]
+        if t["mse"] > max_black_ratio * b["mse"]:
+            failures.append(f"seed {seed}: MSE {t['mse']:.1f} > {max_black_ratio:.0%} of all-black's")
+        elif t["mse"] >= l_["mse"]:
+            failures.append(f"seed {seed}: MSE not below last-frame's")
+        if t["ssim"] <= max(b["ssim"], l_["ssim"]):
+            failures.append(f"seed {seed}: SSIM {t['ssim']:.3f} ≤ a baseline's {max(b['ssim'], l_['ssim']):.3f}")
+    return f"✓ {len(recs)}/{len(recs)}" if not failures else "✗ " + "; ".join(failures)
+
+
+def _comparisons(spec: dict, rows: list[str]) -> list[tuple[str, str]]:
+    """The (row, reference row) pairs a table compares: ``compare = [[row, ref], ...]`` or
+    ``reference = "row"`` (every other row of the table against it)."""
+    pairs = [tuple(p) for p in spec.get("compare", [])]
+    ref = spec.get("reference")
+    if ref:
+        pairs += [(r, ref) for r in rows if r != ref]
+    return pairs
+
+
 def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int = 10
                  ) -> dict[str, tuple[pd.DataFrame, dict]]:
-    """``{table: (DataFrame, info)}`` for one study at one profile, from the records present."""
+    """``{table: (DataFrame, info)}`` for one study at one profile, from the records present.
+
+    At the paper profile, each metric shows ours, the paper's and the difference. At a smaller
+    scale (another frame size, far fewer steps) absolute differences to the paper mean nothing:
+    each row shows its change against the table's reference row, ours beside the paper's, in %.
+    ``info["comparisons"]`` holds, for each compared pair and metric, the difference over seeds
+    with its 95% interval (Welch) and a verdict sentence.
+    """
     study = load_study(name)
     groups: dict[tuple[str, str], list[StudyRun]] = defaultdict(list)
     for r in study_runs(name, profile, seeds=max_seeds):
         groups[(r.table, r.row)].append(r)
     entries = {(e["table"], e["row"]): e for e in study["runs"]}
+    paper_scale = profile == "paper"
     tables = {}
     for table, spec in study.get("tables", {}).items():
         metrics = spec.get("metrics", study.get("metrics", ["mse", "ssim"]))
         dataset = spec.get("dataset", "mmnist")
         keys = [k for k in entries if k[0] == table]
-        keys += [k for k in entries if k[0] == "Baseline"
-                 and entries[k].get("dataset", "mmnist") == dataset]
+        base_keys = [k for k in entries if k[0] == "Baseline"
+                     and entries[k].get("dataset", "mmnist") == dataset]
+        recs_of = {k: [by_id[r.run_id] for r in groups.get(k, []) if r.run_id in by_id]
+                   for k in keys + base_keys}
+        baselines = {entries[k]["model"]: recs_of[k] for k in base_keys}
+        pairs = _comparisons(spec, [k[1] for k in keys])
+        reference_of: dict[str, str] = {}
+        for row, ref in pairs:
+            reference_of.setdefault(row, ref)
         rows, used = [], []
-        for key in keys:
-            entry, rs = entries[key], groups.get(key, [])
-            recs = [by_id[r.run_id] for r in rs if r.run_id in by_id]
+        for key in keys + base_keys:
+            entry, rs, recs = entries[key], groups.get(key, []), recs_of[key]
             used += recs
             paper = entry.get("paper", {})
             missing = _missing_text(name, profile, *key, dataset)
             line: dict[str, Any] = {"row": key[1]}
             for col in spec.get("columns", []):
                 line[col] = rs[0].params.get(col, "") if rs and key[0] != "Baseline" else ""
+            ref_key = (table, reference_of.get(key[1], ""))
             for m in metrics:
                 digits = DIGITS.get(m.partition("@")[0], 4)
-                mean, std = _metric_stats(recs, m)
+                vals = _values(recs, m)
+                mean = float(np.mean(vals)) if vals else float("nan")
+                std = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
                 line[f"ours {m}"] = _fmt(mean, std, digits) if recs else missing
                 p = paper.get(m)
                 line[f"paper {m}"] = "" if p is None else f"{p:.{digits}f}"
-                line[f"Δ {m}"] = f"{mean - p:+.{digits}f}" if recs and p is not None and not np.isnan(mean) else ""
+                if paper_scale:
+                    line[f"Δ {m}"] = f"{mean - p:+.{digits}f}" if vals and p is not None else ""
+                elif ref_key in entries:
+                    ref_vals = _values(recs_of.get(ref_key, []), m)
+                    p_ref = entries[ref_key].get("paper", {}).get(m)
+                    line[f"ours % vs ref {m}"] = (f"{mean / np.mean(ref_vals) - 1:+.1%}"
+                                                  if vals and ref_vals else "")
+                    line[f"paper % vs ref {m}"] = (f"{p / p_ref - 1:+.1%}"
+                                                   if p is not None and p_ref else "")
             for col in spec.get("efficiency", []):
                 line[col] = _efficiency_cell(recs, col)
                 if any(col in entries[k].get("paper", {}) for k in keys):
                     line[f"paper {col}"] = paper.get(col, "")
             line["seeds"] = len(recs)
+            if key[0] != "Baseline":
+                line["beats both baselines"] = baseline_check(recs, baselines)
             line["settings"] = settings_text(recs[0]["config"]) if recs else ""
             rows.append(line)
+        comparisons = []
+        for row, ref in pairs:
+            a, b = recs_of.get((table, row), []), recs_of.get((table, ref), [])
+            if not a or not b:
+                continue
+            for m in spec.get("compare_metrics", metrics):
+                va, vb = _values(a, m), _values(b, m)
+                if not va or not vb:
+                    continue
+                d = stats.compare(va, vb)
+                pa = entries[(table, row)].get("paper", {}).get(m)
+                pb = entries[(table, ref)].get("paper", {}).get(m)
+                paper_diff = pa - pb if pa is not None and pb is not None else None
+                digits = DIGITS.get(m.partition("@")[0], 4)
+                comparisons.append({
+                    "row": row, "reference": ref, "metric": m, "diff": d.diff, "low": d.low,
+                    "high": d.high, "detected": d.detected, "seeds": (d.n_row, d.n_ref),
+                    "paper_diff": paper_diff,
+                    "verdict": stats.verdict(f"{row} vs {ref}", m, d, paper_diff, pb, digits)})
         info = _provenance_summary(used, profile)
         info["caption"] = spec.get("caption", "")
+        info["comparisons"] = comparisons
         tables[table] = (pd.DataFrame(rows), info)
     return tables
+
+
+def comparisons_markdown(comparisons: list[dict]) -> str:
+    """The table of compared pairs: difference, 95% interval, detected, the paper's difference."""
+    if not comparisons:
+        return ""
+    lines = ["| row vs reference | metric | ours: difference [95% CI] | detected | paper: difference |",
+             "|---|---|---|---|---|"]
+    for c in comparisons:
+        digits = DIGITS.get(c["metric"].partition("@")[0], 4)
+        f = f"{{:+.{digits}f}}"
+        ci = f"[{f.format(c['low'])}, {f.format(c['high'])}]" if np.isfinite(c["low"]) else "[no interval]"
+        pd_ = "" if c["paper_diff"] is None else f.format(c["paper_diff"])
+        lines.append(f"| {c['row']} vs {c['reference']} | {c['metric']} | {f.format(c['diff'])} {ci} | "
+                     f"{'yes' if c['detected'] else 'no'} | {pd_} |")
+    return "\n".join(lines) + "\n"
 
 
 def _efficiency_cell(recs: list[dict], key: str) -> str:
@@ -209,6 +306,14 @@ def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) ->
         p = out / "accuracy_vs_cost.png"
         _save(plots.accuracy_vs_cost(trained), p)
         figs.append(("Test MSE against parameters and against MACs", p))
+    curves = time_to_accuracy_curves(name, profile, by_id)
+    if curves:
+        base = {m: r["test"]["mse"] for m, r in models.items() if not r.get("history")}
+        p = out / "time_to_accuracy.png"
+        _save(plots.time_to_accuracy(curves, {f"{m} (test)": v for m, v in base.items()}), p)
+        figs.append(("Time to accuracy: validation MSE against training wall time and against "
+                     "training sequences, every seed of each model of the table (dashed: the "
+                     "baselines' test MSE)", p))
     p = out / "qualitative.png"
     _save(qualitative_grid(models), p)
     figs.append(("Qualitative grid: 10 inputs, 10 targets and each model's predictions on the same "
@@ -220,6 +325,26 @@ def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) ->
         _save(qualitative_grid(with_extra, suffix=f"_{extra}"), p)
         figs.append((f"Qualitative grid on the {extra}-digit test set (models trained on 2 digits)", p))
     return figs
+
+
+def time_to_accuracy_curves(name: str, profile: str, by_id: dict[str, dict]) -> dict[str, list[list[dict]]]:
+    """Validation curves (``val_points`` of every epoch) of the figures table's models, all seeds;
+    the first row of each model only (e.g. Table 5's lambda2 = 0 rows)."""
+    study = load_study(name)
+    table = study.get("figures_table")
+    curves: dict[str, list[list[dict]]] = {}
+    first_row: dict[str, str] = {}
+    for r in study_runs(name, profile, seeds=10):
+        rec = by_id.get(r.run_id)
+        if r.table != table or rec is None or not rec.get("history"):
+            continue
+        model = rec["config"]["model"]
+        if first_row.setdefault(model, r.row) != r.row:
+            continue
+        points = [p for h in rec["history"] for p in h.get("val_points", [])]
+        if points:
+            curves.setdefault(model, []).append(points)
+    return curves
 
 
 def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> Path | None:
@@ -288,6 +413,11 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                        f"{', '.join(info['hardware']) or '–'}; data: {'; '.join(info['data_source']) or '–'}; "
                        f"code: {', '.join(info['commits']) or '–'}; training wall time "
                        f"{info['wall_time_s'] / 60:.1f} min.", ""]
+                if info["comparisons"]:
+                    md += [f"**{table}: comparisons over seeds** (Welch's 95% interval of the "
+                           f"difference row − reference; *detected* when it excludes 0)", "",
+                           comparisons_markdown(info["comparisons"]), "Verdicts:", ""]
+                    md += [f"- {c['verdict']}" for c in info["comparisons"]] + [""]
             for caption, path in study_figures(name, profile, by_id, sub):
                 md += [f"**{caption}** (profile `{profile}`)", "",
                        f"![{caption}]({path.relative_to(out).as_posix()})", ""]

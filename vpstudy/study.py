@@ -23,7 +23,7 @@ from typing import Any
 
 from vpstudy import runs
 from vpstudy.config import TrainConfig, default_profile, make_config
-from vpstudy.train import baseline_config
+from vpstudy.train import BASELINES, baseline_config
 
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 REPO = Path(__file__).resolve().parent.parent
@@ -78,12 +78,12 @@ def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[St
     for entry in study["runs"]:
         if profile not in entry.get("profiles", [profile]):
             continue
-        baseline = entry.get("model") == "last-frame"
+        baseline = entry.get("model") in BASELINES
         for seed in range(1 if baseline else seeds):
             params = {**profile_params(study, entry, profile), "seed": seed}
             cfg = make_config(**params)
             if baseline:                      # deterministic, trains nothing: one shared record
-                cfg = baseline_config(cfg)
+                cfg = baseline_config(cfg, entry["model"])
                 params = {k: v for k, v in cfg.to_dict().items() if k != "extra" and v is not None}
             out.append(StudyRun(entry["table"], entry["row"], entry.get("paper", {}), params, cfg))
     return out
@@ -160,6 +160,7 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     root = runs.runs_root(root).resolve()
     done = [r for r in todo if runs.RunDir(root / r.run_id).status() == "completed"]
     pending = [r for r in todo if r not in done]
+    pending.sort(key=lambda r: r.config.seed)     # every row's first seed first, then the next
     print(f"study {name} at profile {profile}: {len(todo)} distinct runs "
           f"({len(rows)} table rows), {len(done)} already completed, {len(pending)} to run "
           f"with {jobs} at once; runs root {root}", flush=True)

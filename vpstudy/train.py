@@ -75,8 +75,16 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast under ``precision='bf16'``, or ``'auto'`` where the device has native bf16."""
-    if cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16(device)):
+    """bf16 autocast under ``precision='bf16'``, or under ``'auto'`` where the device has native
+    bf16, unless the model's registry info says bf16 is slower for it on a CPU
+    (``cpu_bf16: False``, measured by ``scripts/benchmark.py``)."""
+    from vpstudy.models import model_info
+
+    if cfg.precision == "bf16":
+        return torch.bfloat16
+    if cfg.precision == "auto" and native_bf16(device):
+        if device.type == "cpu" and not model_info(cfg.model).get("cpu_bf16", True):
+            return None
         return torch.bfloat16
     return None
 
@@ -103,7 +111,27 @@ class StudyData:
 
 
 def prepare_data(cfg: TrainConfig, device: torch.device) -> StudyData:
-    """Load or build every dataset the run needs. Raises before any training on bad data."""
+    """Load or build every dataset the run needs, at the model's frame size (``downsample``).
+    Raises before any training on bad data."""
+    data = _prepare_full_size(cfg, device)
+    if cfg.downsample > 1:
+        f = cfg.downsample
+        data.val, data.test = downsample_frames(data.val, f), downsample_frames(data.test, f)
+        data.extra_tests = {n: downsample_frames(x, f) for n, x in data.extra_tests.items()}
+        data.source += (f"; frames area-averaged {f}x{f} to {cfg.frame_size}x{cfg.frame_size}")
+    return data
+
+
+def downsample_frames(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(N, T, C, H, W) frames averaged over ``factor`` x ``factor`` blocks (area resize)."""
+    if factor == 1:
+        return x
+    n, t = x.shape[:2]
+    y = torch.nn.functional.avg_pool2d(x.flatten(0, 1), factor)
+    return y.view(n, t, *y.shape[1:])
+
+
+def _prepare_full_size(cfg: TrainConfig, device: torch.device) -> StudyData:
     if cfg.dataset != "mmnist":
         from vpstudy.data import video_data
 
@@ -145,6 +173,12 @@ def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
 def train_batches(cfg: TrainConfig, data: StudyData, epoch: int,
                   device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The epoch's (inputs, targets) batches: fresh sequences, seeded by (seed, epoch)."""
+    for x, y in _full_size_batches(cfg, data, epoch, device):
+        yield downsample_frames(x, cfg.downsample), downsample_frames(y, cfg.downsample)
+
+
+def _full_size_batches(cfg: TrainConfig, data: StudyData, epoch: int,
+                       device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator(device=device).manual_seed(epoch_seed(cfg, epoch))
     if data.train_clips is not None:
         yield from data.train_clips.epoch_batches(cfg, epoch, device)
@@ -170,7 +204,7 @@ VIDEO_LAYOUT = {"sepcrev": dict(ae_blocks=14, rpm_layers=16), "crevnet": dict(ae
 def make_model(cfg: TrainConfig, channels: int = 1) -> nn.Module:
     overrides = VIDEO_LAYOUT.get(cfg.model, {}) if cfg.dataset in ("kth", "bair") else {}
     return build_model(cfg.model, activation=cfg.activation,
-                       in_shape=(cfg.in_frames, channels, cfg.image_size, cfg.image_size),
+                       in_shape=(cfg.in_frames, channels, cfg.frame_size, cfg.frame_size),
                        out_frames=cfg.out_frames, **overrides)
 
 
@@ -362,11 +396,23 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
         try:
             for epoch in range(start_epoch, epochs):
                 t0 = time.perf_counter()
+                points: list[dict[str, Any]] = []
+
+                def validate(step: int) -> dict[str, Any]:
+                    """Validation metrics now, kept as a point of the time-to-accuracy curve."""
+                    val, _ = evaluate(model, data.val, cfg, device, amp)
+                    done = epoch * cfg.steps_per_epoch + step
+                    points.append({"step": done, "sequences": done * cfg.batch_size,
+                                   "seconds": round(prov["train_seconds"] + time.perf_counter() - t0, 3),
+                                   "mse": val["mse"], "ssim": val["ssim"]})
+                    return val
+
                 stats = _train_one_epoch(cfg, run_model, data, epoch, device, amp, criterion,
-                                         optimizer, scheduler, progress)
-                val, _ = evaluate(model, data.val, cfg, device, amp)
+                                         optimizer, scheduler, progress, validate)
+                val = validate(stats["steps"])
                 stats.update(epoch=epoch + 1, seconds=time.perf_counter() - t0,
-                             val={k: v for k, v in val.items() if k != "per_frame"})
+                             val={k: v for k, v in val.items() if k != "per_frame"},
+                             val_points=points)
                 history.append(stats)
                 prov["train_seconds"] += stats["seconds"]
                 save_checkpoint(rd.checkpoint_path, cfg, epoch, model, optimizer, scheduler, history)
@@ -389,7 +435,7 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
 
 
 def _train_one_epoch(cfg, model, data, epoch, device, amp, criterion, optimizer, scheduler,
-                     progress) -> dict[str, Any]:
+                     progress, validate) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     torch.manual_seed(epoch_seed(cfg, epoch))     # dropout/sampling randomness, resumable
@@ -420,6 +466,9 @@ def _train_one_epoch(cfg, model, data, epoch, device, amp, criterion, optimizer,
                     f"weights (lambda1={cfg.lambda1}, lambda2={cfg.lambda2})."
                 )
             bar.set_postfix(loss=f"{mean_loss:.5f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps_per_epoch:
+            validate(step)             # leaves the model in eval mode and the RNG untouched
+            model.train()
         bar.update(1)
     bar.close()
     if cfg.schedule == "step":
@@ -448,7 +497,7 @@ def _finish(cfg, rd, record, model, data, device, amp, progress) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **samples)
     runs.atomic_write_bytes(rd.samples_path, buf.getvalue())
-    shape = (1, cfg.in_frames, data_channels(cfg), cfg.image_size, cfg.image_size)
+    shape = (1, cfg.in_frames, data_channels(cfg), cfg.frame_size, cfg.frame_size)
     record["efficiency"] = describe_model(_unwrap(model).cpu().eval(), shape)
     prov = record["provenance"]
     prov["end_time"] = runs.now()
@@ -477,33 +526,29 @@ def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> t
 # ---------------------------------------------------------------- trivial baselines
 
 
-def baseline_config(cfg: TrainConfig) -> TrainConfig:
-    """The last-frame baseline's config for the same test data as ``cfg``.
+BASELINES = ("last-frame", "all-black")
 
-    Training fields are set to fixed values (the baseline does not train), so every run
+
+def baseline_config(cfg: TrainConfig, model: str = "last-frame") -> TrainConfig:
+    """The config of a trivial baseline (``last-frame`` or ``all-black``) for the same test
+    data as ``cfg``.
+
+    Training fields are set to fixed values (a baseline does not train), so every run
     evaluated on the same test set shares one baseline record.
     """
-    return dataclasses.replace(cfg, model="last-frame", activation="gelu", augment="none",
+    if model not in BASELINES:
+        raise ValueError(f"{model!r} is not a baseline; choose one of {list(BASELINES)}")
+    return dataclasses.replace(cfg, model=model, activation="gelu", augment="none",
                                crop_size=None, lambda1=0.0, lambda2=0.0, tau=0.1, epochs=1,
                                batch_size=1, sequences_per_epoch=1, lr=1e-3, schedule="onecycle",
-                               seed=0, compile=False)
-
-
-def all_black_metrics(cfg: TrainConfig, test: torch.Tensor) -> dict[str, Any]:
-    """Metrics of predicting all-black frames (per-frame MSE = the targets' own energy)."""
-    acc = MetricAccumulator()
-    for i in range(0, test.shape[0], 64):
-        y = test[i: i + 64, cfg.in_frames: cfg.seq_len]
-        acc.update(torch.zeros_like(y), y)
-    return acc.compute()
+                               val_every=0, seed=0, compile=False)
 
 
 def baseline_summary(cfg: TrainConfig, record: dict, root: str | Path | None = None) -> str:
     """A small table: the run's test metrics beside the last-frame and all-black predictors."""
-    last = train(baseline_config(cfg), root, progress=False, log=None)
-    data = prepare_data(cfg, torch.device("cpu"))
-    black = all_black_metrics(cfg, data.test)
-    rows = [(cfg.model, record["test"]), ("last-frame", last["test"]), ("all-black", black)]
+    rows = [(cfg.model, record["test"])]
+    for name in BASELINES:
+        rows.append((name, train(baseline_config(cfg, name), root, progress=False, log=None)["test"]))
     lines = [f"test set: {cfg.test_sequences} sequences, profile {cfg.profile} "
              f"(MSE/MAE per frame, summed over pixels; SSIM with data_range 2 as published)",
              f"{'model':<12} {'MSE':>9} {'MAE':>9} {'SSIM':>7} {'SSIM(dr=1)':>10} {'PSNR':>7}"]

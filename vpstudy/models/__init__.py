@@ -11,6 +11,7 @@ Presets (Moving MNIST, in_shape (10, 1, 64, 64), N_S = 4, kernel 3, MLP ratio 8)
     poolformer   poolformer     32    256    4     5,172,993
     gsta-l       gsta           64    512    8    46,769,665
     last-frame   (repeats the last observed frame)        0
+    all-black    (predicts empty frames)                  0
 
 `activation` ('gelu' | 'starrelu') is the MetaFormer MLP activation; it is configurable
 only for 'gsta', 'poolformer', 'gsta-l' (StarReLU adds 2 parameters per block: +8 for the
@@ -30,13 +31,13 @@ from typing import Any, Callable
 
 from torch import nn
 
-from .baselines import LastFrame
+from .baselines import AllBlack, LastFrame
 from .layers import ACTIVATIONS, StarReLU, check_activation, make_activation
 from .simvp import SimVP
 
 __all__ = [
     "MODEL_NAMES", "ACTIVATIONS", "build_model", "model_info", "register_model", "default_input_shape",
-    "SimVP", "LastFrame", "StarReLU", "make_activation",
+    "SimVP", "LastFrame", "AllBlack", "StarReLU", "make_activation",
 ]
 
 Builder = Callable[..., nn.Module]
@@ -54,6 +55,7 @@ def register_model(name: str, builder: Builder, info: dict[str, Any]) -> None:
     `info` must hold 'family' (str), 'description' (str), 'reference_params' (int at
     in_shape (10, 1, 64, 64), or None if unknown) and 'activation_configurable' (bool);
     extra keys are kept as given; known ones: 'reference_flops' (forward FLOPs at batch 1),
+    'cpu_bf16' (False: train in fp32 on a CPU under precision 'auto', where bf16 is slower),
     'config' (preset hyper-parameters), 'in_shape' (the model's natural (T, C, H, W); read
     by `default_input_shape`, default (10, 1, 64, 64)).
     """
@@ -152,11 +154,13 @@ def _simvp_builder(preset: dict[str, Any]) -> Builder:
     return build
 
 
-def _last_frame_builder(*, activation: str, in_shape: tuple[int, ...], out_frames: int,
-                        **overrides: Any) -> nn.Module:
-    if overrides:
-        raise ValueError(f"'last-frame' takes no overrides, got {sorted(overrides)}")
-    return LastFrame(out_frames)
+def _baseline_builder(cls: type) -> Builder:
+    def build(*, activation: str, in_shape: tuple[int, ...], out_frames: int, **overrides: Any) -> nn.Module:
+        if overrides:
+            raise ValueError(f"the {cls.__name__} baseline takes no overrides, got {sorted(overrides)}")
+        return cls(out_frames)
+
+    return build
 
 
 _SIMVP_PRESETS: dict[str, tuple[dict[str, Any], str, int, float]] = {
@@ -182,9 +186,17 @@ for _name, (_preset, _desc, _params, _flops) in _SIMVP_PRESETS.items():
                        **({"mlp_ratio": 8.0} if _preset["translator"] != "incepu" else {})),
     })
 
-register_model("last-frame", _last_frame_builder, {
+register_model("last-frame", _baseline_builder(LastFrame), {
     "family": "baseline",
     "description": "repeats the last observed frame for every predicted frame (no parameters)",
+    "reference_params": 0,
+    "reference_flops": 0.0,
+    "activation_configurable": False,
+    "config": {},
+})
+register_model("all-black", _baseline_builder(AllBlack), {
+    "family": "baseline",
+    "description": "predicts empty (all-zero) frames (no parameters)",
     "reference_params": 0,
     "reference_flops": 0.0,
     "activation_configurable": False,
@@ -231,6 +243,7 @@ def _register_study2() -> None:
         "reference_params": 368_706,
         "reference_macs_per_step": 0.078e9,
         "activation_configurable": False,
+        "cpu_bf16": False,   # bf16 autocast measured ~1.6x slower than fp32 for it on a CPU
         "config": dict(conv="separable", ae_blocks=12, rpm_layers=8, attention_conv="pointwise"),
     })
     register_model("crevnet", _crevnet_builder("standard"), {
