@@ -8,7 +8,7 @@ import pytest
 
 from vpstudy import runs
 from vpstudy.report import _records_by_id as runs_by_id
-from vpstudy.report import build_report, study_tables
+from vpstudy.report import build_report, embed_images, study_tables
 from vpstudy.study import load_study, profile_params, study_runs, unique_runs
 
 
@@ -90,7 +90,7 @@ def test_report_from_records_alone_is_deterministic(tmp_path):
     t1, info = tables["Table 1"]
     rows_t1 = t1.set_index("row")
     assert rows_t1.loc["Crop and Flip", "ours mse"] == "600.00"
-    assert rows_t1.loc["Crop and Flip", "paper mse"] == "72.31"
+    assert rows_t1.loc["Disabled", "ours % vs ref mse"] == "reference"
     # away from the paper's scale, rows compare with their table's reference row, in %
     assert "Δ mse" not in rows_t1.columns
     assert rows_t1.loc["Crop and Flip", "ours % vs ref mse"] == "+50.0%"
@@ -110,8 +110,11 @@ def test_report_from_records_alone_is_deterministic(tmp_path):
         if f.suffix == ".md":
             a, b = a.replace(b"/r1", b""), b.replace(b"/r2", b"")
         assert hashlib.sha256(a).digest() == hashlib.sha256(b).digest(), f
+    embedded = embed_images(out1.read_text(), out1.parent)   # what report.ipynb displays
+    assert embedded.count("data:image/png;base64,") == out1.read_text().count(".png)")
+    assert ".png)" not in embedded
     text = out1.read_text()
-    assert "profile `smoke`" in text and "qualitative.png" in text and "paper mse" in text
+    assert "profile `smoke`" in text and "qualitative.png" in text and "paper % vs ref mse" in text
     assert "profile `cpu`" not in text       # only profiles that have runs
 
 
@@ -148,6 +151,16 @@ def test_report_compares_rows_over_seeds_and_checks_the_baselines(tmp_path):
     assert rows2.loc["All black", "ours mse"] == "36.00"
     text = build_report(root, tmp_path / "r").read_text()
     assert "StarReLU vs GELU" in text and "95% CI" in text
+
+
+def test_paper_scale_tables_show_the_difference_to_the_paper(tmp_path):
+    root = tmp_path / "runs"
+    paper = {(r.table, r.row): r for r in study_runs("simvp", "paper")}
+    _fake_record(root, paper[("Table 1", "Crop and Flip")], 70.0, 0.85)
+    t1 = study_tables("simvp", "paper", runs_by_id(root))["Table 1"][0].set_index("row")
+    assert t1.loc["Crop and Flip", "paper mse"] == "72.31"
+    assert t1.loc["Crop and Flip", "Δ mse"] == f"{70.0 - 72.3073:+.2f}"
+    assert t1.loc["Crop and Flip", "augment"] == "crop+flip"       # the paper's setting, unchanged
 
 
 def test_report_never_mixes_profiles(tmp_path):

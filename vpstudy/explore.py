@@ -40,20 +40,40 @@ class RunChoice:
     live: bool            # predicts from its checkpoint (or has no parameters); else samples.npz
 
 
+# Config fields that tell runs apart in labels (when they differ between the runs listed).
+LABEL_FIELDS = ("activation", "augment", "lambda1", "lambda2", "epochs", "batch_size", "lr",
+                "profile", "downsample", "test_sequences", "num_digits", "dataset", "seed")
+SHORT = {"activation": "", "augment": "aug ", "lambda1": "λ1=", "lambda2": "λ2=", "epochs": "ep ",
+         "batch_size": "bs ", "lr": "lr ", "profile": "", "downsample": "↓", "test_sequences": "test ",
+         "num_digits": "digits ", "dataset": "", "seed": "seed "}
+
+
+def run_labels(configs: list[dict]) -> list[str]:
+    """A label per run: its model, then each field whose value differs between the trained runs
+    (the baselines train nothing, so they are labelled by their name alone)."""
+    from vpstudy.train import BASELINES
+
+    trained = [c for c in configs if c["model"] not in BASELINES]
+    differing = [f for f in LABEL_FIELDS if len({str(c.get(f)) for c in trained}) > 1]
+    return [c["model"] if c["model"] in BASELINES else
+            " ".join([c["model"]] + [f"{SHORT[f]}{c.get(f)}" for f in differing]) for c in configs]
+
+
 def available_runs(root=None) -> list[RunChoice]:
     """Every completed run: live where it has a checkpoint or no parameters, else from the
     predictions recorded in its ``samples.npz`` (skipped if that file is missing too)."""
-    out = []
+    found = []
     for rec in runs.load_records(root, "completed"):
         path = Path(rec["_dir"])
         live = (path / runs.CHECKPOINT).exists() or not rec.get("efficiency", {}).get("params", 1)
-        if not live and not (path / runs.SAMPLES).exists():
-            continue
-        cfg, test = rec["config"], rec.get("test", {})
-        label = (f"{cfg['model']} λ=({cfg['lambda1']}, {cfg['lambda2']}) {cfg['profile']} "
-                 f"seed {cfg['seed']} — test MSE {test.get('mse', float('nan')):.1f}"
-                 + ("" if live else " [recorded samples]"))
-        out.append(RunChoice(rec["id"], path, label, live))
+        if live or (path / runs.SAMPLES).exists():
+            found.append((rec, path, live))
+    labels = run_labels([rec["config"] for rec, _, _ in found])
+    out = []
+    for (rec, path, live), label in zip(found, labels):
+        mse = rec.get("test", {}).get("mse", float("nan"))
+        out.append(RunChoice(rec["id"], path, f"{label} — test MSE {mse:.1f}"
+                             + ("" if live else " [recorded samples]"), live))
     return out
 
 
@@ -79,16 +99,30 @@ def _error_tile(err: np.ndarray) -> np.ndarray:
     return img.repeat(SCALE, axis=0).repeat(SCALE, axis=1)
 
 
-def compose(rows: list[list[np.ndarray]]) -> np.ndarray:
-    """Tiles (equal size) into one RGB image, row by row, on a white background."""
+CAPTION = 13                     # pixels of caption band above each row of tiles
+
+
+def compose(rows: list[list[np.ndarray]], captions: list[list[str]] | None = None) -> np.ndarray:
+    """Tiles (equal size) into one RGB image, row by row, on a white background; with
+    ``captions`` (same layout as ``rows``), each tile gets its caption written above it."""
     th, tw = rows[0][0].shape[:2]
+    band = CAPTION if captions else 0
     width = max(len(r) for r in rows) * (tw + GAP) + GAP
-    height = len(rows) * (th + GAP) + GAP
+    height = len(rows) * (th + GAP + band) + GAP
     canvas = np.full((height, width, 3), 255, np.uint8)
     for i, row in enumerate(rows):
         for j, tile in enumerate(row):
-            y, x = GAP + i * (th + GAP), GAP + j * (tw + GAP)
+            y, x = GAP + band + i * (th + GAP + band), GAP + j * (tw + GAP)
             canvas[y: y + th, x: x + tw] = tile
+    if captions:
+        from PIL import Image, ImageDraw
+
+        img = Image.fromarray(canvas)
+        draw = ImageDraw.Draw(img)
+        for i, row in enumerate(captions):
+            for j, text in enumerate(row):
+                draw.text((GAP + j * (tw + GAP), GAP + i * (th + GAP + band)), text, fill=(0, 0, 0))
+        canvas = np.asarray(img).copy()
     return canvas
 
 
@@ -111,8 +145,7 @@ class Explorer:
         self.choices = available_runs(root)
         self._models: dict[str, tuple] = {}
         self._cache: dict[tuple[str, int], np.ndarray] = {}
-        self._test: torch.Tensor | None = None
-        self._test_key: tuple | None = None
+        self._tests: dict[tuple, torch.Tensor] = {}
         self.message = W.HTML()
         if not self.choices:
             self.message.value = NO_RUNS_HELP.format(root=html.escape(str(self.root)))
@@ -122,9 +155,9 @@ class Explorer:
         self.runs = W.SelectMultiple(options=options, value=tuple(o[1] for o in options[:max_selected]),
                                      rows=min(6, len(options)), description="runs",
                                      layout=W.Layout(width="95%"))
-        self.sample = W.IntSlider(0, 0, 0, description="sample", continuous_update=False)
-        self.time = W.IntSlider(0, 0, 0, description="time step")
-        self.play = W.Play(interval=400, min=0, max=0, step=1, description="play")
+        self.sample = W.IntSlider(0, 0, 0, description="sequence", continuous_update=False)
+        self.time = W.IntSlider(11, 11, 11, description="frame")      # the predicted frame's number
+        self.play = W.Play(interval=400, min=11, max=11, step=1, description="play")
         W.jslink((self.play, "value"), (self.time, "value"))
         self.image = W.Image(format="png")
         self.table = W.HTML()
@@ -157,10 +190,10 @@ class Explorer:
         from vpstudy.train import prepare_data
 
         key = (cfg.test_sequences, cfg.num_digits, cfg.seq_len, cfg.image_size, cfg.downsample,
-               cfg.digit_source, cfg.test_file, cfg.dataset)
-        if self._test is None or self._test_key != key:
-            self._test, self._test_key = prepare_data(cfg, torch.device("cpu")).test, key
-        return self._test
+               cfg.digit_source, cfg.test_file, cfg.dataset, cfg.data_root)
+        if key not in self._tests:                  # one copy per test set, kept
+            self._tests[key] = prepare_data(cfg, torch.device("cpu")).test
+        return self._tests[key]
 
     def prediction(self, run_id: str, index: int) -> np.ndarray:
         """(T_out, C, H, W) prediction of run ``run_id`` for test sequence ``index``."""
@@ -194,7 +227,10 @@ class Explorer:
         n = min([test.shape[0]] + [len(recorded_predictions(self._choice(r).path)) for r in recorded])
         self.sample.value = min(self.sample.value, n - 1)
         self.sample.max = n - 1
-        self.time.max = self.play.max = cfg.out_frames - 1
+        first, last = cfg.in_frames + 1, cfg.seq_len               # frame numbers, from 1
+        self.time.max = self.play.max = max(last, self.time.max)
+        self.time.min = self.play.min = first
+        self.time.max = self.play.max = last
         self.message.value = (f"test set: {test.shape[0]} sequences ({cfg.dataset}, profile "
                               f"{cfg.profile}); frames {cfg.in_frames + 1}–{cfg.seq_len} are predicted")
         if recorded:
@@ -208,23 +244,36 @@ class Explorer:
         selected = list(self.runs.value)
         if not selected:
             return
-        cfg, i, t = self.cfg, self.sample.value, self.time.value
+        cfg, i = self.cfg, self.sample.value
+        t = self.time.value - cfg.in_frames - 1                        # index into the targets
         seq = self._test_set(cfg)[i].numpy()
         inputs, targets = seq[: cfg.in_frames], seq[cfg.in_frames: cfg.seq_len]
         preds = {r: self.prediction(r, i) for r in selected}
+        letters = {r: chr(ord("A") + k) for k, r in enumerate(selected)}
+        models = {r: self._load(r)[1].model for r in selected}
         rows = [[_tile(f) for f in inputs],
                 [_tile(targets[t])] + [_tile(p[t]) for p in preds.values()],
                 [_tile(np.zeros_like(targets[t]))] + [_error_tile(np.abs(p[t] - targets[t]))
                                                        for p in preds.values()]]
-        self.image.value = png_bytes(compose(rows))
-        self.table.value = self._metrics_html(targets, preds, t)
+        frame = self.time.value
+        captions = [[f"observed t={k + 1}" if k == 0 else f"t={k + 1}" for k in range(len(inputs))],
+                    [f"target t={frame}"] + [f"{letters[r]}: {models[r]}" for r in preds],
+                    [""] + [f"|error| {letters[r]}" for r in preds]]
+        self.image.value = png_bytes(compose(rows, captions))
+        self.table.value = self._metrics_html(targets, preds, t, letters)
 
-    def _metrics_html(self, targets: np.ndarray, preds: dict[str, np.ndarray], t: int) -> str:
+    def _metrics_html(self, targets: np.ndarray, preds: dict[str, np.ndarray], t: int,
+                      letters: dict[str, str]) -> str:
         y = torch.from_numpy(targets)[None]
-        head = "".join(f"<th>{self.cfg.in_frames + k + 1}</th>" for k in range(targets.shape[0]))
-        lines = [f"<p>Row 1: the {self.cfg.in_frames} observed frames. Row 2: target frame "
-                 f"{self.cfg.in_frames + t + 1}, then each run's prediction ({', '.join(preds)}). "
-                 f"Row 3: absolute error. Sequence {self.sample.value}, time step {t + 1}.</p>",
+        first = self.cfg.in_frames + 1
+        head = "".join(f"<th>t={first + k}</th>" for k in range(targets.shape[0]))
+        labels = {c.run_id: c.label for c in self.choices}
+        legend = "".join(f"<li><b>{letters[r]}</b>: {html.escape(labels[r])} "
+                         f"<code>{html.escape(r)}</code></li>" for r in preds)
+        lines = [f"<p>Top row: the {self.cfg.in_frames} observed frames (t=1–{self.cfg.in_frames}). "
+                 f"Middle row: target frame t={first + t}, then each run's prediction of it. "
+                 f"Bottom row: each prediction's absolute error. Test sequence {self.sample.value}, "
+                 f"frame t={first + t}.</p><ul>{legend}</ul>",
                  f"<table><tr><th>run</th><th>metric</th>{head}</tr>"]
         for run_id, p in preds.items():
             x = torch.from_numpy(p)[None]
@@ -233,5 +282,5 @@ class Explorer:
                 cells = "".join(
                     f"<td style='{'font-weight:bold;background:#ffe9a8' if k == t else ''}'>{v:.3f}</td>"
                     for k, v in enumerate(vals))
-                lines.append(f"<tr><td>{html.escape(run_id)}</td><td>{name}</td>{cells}</tr>")
+                lines.append(f"<tr><td>{letters[run_id]}</td><td>{name}</td>{cells}</tr>")
         return "\n".join(lines) + "</table>"

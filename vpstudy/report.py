@@ -25,13 +25,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from vpstudy import plots, runs, stats  # noqa: E402
-from vpstudy.study import StudyRun, load_study, profile_only_rows, study_names, study_runs  # noqa: E402
+from vpstudy.study import (StudyRun, load_study, profile_only_rows, profile_params,  # noqa: E402
+                           study_names, study_runs)
 
 PNG_META = {"Software": None}
 PROFILE_NOTES = {
     "smoke": "smoke profile: a few steps on a handful of sequences; the numbers mean nothing",
-    "cpu": "cpu profile: a small fraction of the paper's training (see the settings column); "
-           "numbers are far from the paper's and only the comparisons within a table are of interest",
+    "cpu": "cpu profile — a proxy of the study, not a replication: frames of 32×32 pixels (the "
+           "64×64 videos averaged 2×2) and about 1% of the paper's training steps (see each "
+           "table's settings column). MSE is on another scale than the paper's (a quarter of the "
+           "pixels), so rows are compared with their table's reference row in %, ours beside the "
+           "paper's, and over seeds with 95% intervals",
     "paper": "paper profile: the study's settings",
 }
 
@@ -66,7 +70,17 @@ def _metric_stats(recs: list[dict], metric: str) -> tuple[float, float | None]:
 
 
 def settings_text(cfg: dict) -> str:
-    return (f"{cfg['epochs']} ep × {cfg['sequences_per_epoch']} seq, bs {cfg['batch_size']}")
+    """What a run trained: epochs, sequences, steps, batch and frame size."""
+    steps = cfg["epochs"] * (cfg["sequences_per_epoch"] // cfg["batch_size"])
+    frame = cfg["image_size"] // cfg.get("downsample", 1)
+    return (f"{cfg['epochs']} ep × {cfg['sequences_per_epoch']:,} seq = {steps:,} steps at bs "
+            f"{cfg['batch_size']}, {frame}×{frame} px, lr {cfg['lr']:g}")
+
+
+def _column_cell(col: str, run: StudyRun, paper_params: dict) -> str:
+    """A setting column: the value run here, and the paper's where the profile changed it."""
+    here, paper = run.params.get(col, ""), paper_params.get(col, "")
+    return f"paper {paper} / here {here}" if paper != "" and paper != here else str(here)
 
 
 DIGITS = {"mse": 2, "mae": 2, "ssim": 4, "ssim_strict": 4, "psnr": 2}
@@ -145,15 +159,17 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
         reference_of: dict[str, str] = {}
         for row, ref in pairs:
             reference_of.setdefault(row, ref)
-        rows, used = [], []
+        referenced = {ref for _, ref in pairs} - set(reference_of)
+        rows, used, efficiency = [], [], []
         for key in keys + base_keys:
             entry, rs, recs = entries[key], groups.get(key, []), recs_of[key]
             used += recs
             paper = entry.get("paper", {})
             missing = _missing_text(name, profile, *key, dataset)
             line: dict[str, Any] = {"row": key[1]}
+            paper_params = profile_params(study, entry, "paper")
             for col in spec.get("columns", []):
-                line[col] = rs[0].params.get(col, "") if rs and key[0] != "Baseline" else ""
+                line[col] = _column_cell(col, rs[0], paper_params) if rs and key[0] != "Baseline" else ""
             ref_key = (table, reference_of.get(key[1], ""))
             for m in metrics:
                 digits = DIGITS.get(m.partition("@")[0], 4)
@@ -162,9 +178,11 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                 std = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
                 line[f"ours {m}"] = _fmt(mean, std, digits) if recs else missing
                 p = paper.get(m)
-                line[f"paper {m}"] = "" if p is None else f"{p:.{digits}f}"
                 if paper_scale:
+                    line[f"paper {m}"] = "" if p is None else f"{p:.{digits}f}"
                     line[f"Δ {m}"] = f"{mean - p:+.{digits}f}" if vals and p is not None else ""
+                elif key[1] in referenced:
+                    line[f"ours % vs ref {m}"] = line[f"paper % vs ref {m}"] = "reference"
                 elif ref_key in entries:
                     ref_vals = _values(recs_of.get(ref_key, []), m)
                     p_ref = entries[ref_key].get("paper", {}).get(m)
@@ -172,14 +190,19 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                                                   if vals and ref_vals else "")
                     line[f"paper % vs ref {m}"] = (f"{p / p_ref - 1:+.1%}"
                                                    if p is not None and p_ref else "")
-            for col in spec.get("efficiency", []):
-                line[col] = _efficiency_cell(recs, col)
-                if any(col in entries[k].get("paper", {}) for k in keys):
-                    line[f"paper {col}"] = paper.get(col, "")
+            if spec.get("efficiency") and key[0] != "Baseline":
+                cost = {"row": key[1]}
+                for col in spec["efficiency"]:
+                    cost[f"ours {col}"] = _efficiency_cell(recs, col)
+                    if any(col in entries[k].get("paper", {}) for k in keys):
+                        cost[f"paper {col}"] = paper.get(col, "")
+                efficiency.append(cost)
             line["seeds"] = len(recs)
             if key[0] != "Baseline":
                 line["beats both baselines"] = baseline_check(recs, baselines)
-            line["settings"] = settings_text(recs[0]["config"]) if recs else ""
+            trained = bool(recs and recs[0].get("history"))
+            line["settings"] = settings_text(recs[0]["config"]) if trained else (
+                "no training" if recs else "")
             rows.append(line)
         comparisons = []
         for row, ref in pairs:
@@ -203,6 +226,7 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
         info = _provenance_summary(used, profile)
         info["caption"] = spec.get("caption", "")
         info["comparisons"] = comparisons
+        info["efficiency"] = pd.DataFrame(efficiency)
         tables[table] = (pd.DataFrame(rows), info)
     return tables
 
@@ -262,7 +286,7 @@ def to_markdown(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in df.iterrows():
-        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join("" if pd.isna(r[c]) else str(r[c]) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -347,20 +371,36 @@ def time_to_accuracy_curves(name: str, profile: str, by_id: dict[str, dict]) -> 
     return curves
 
 
-def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> Path | None:
-    """Every model of both studies on Moving MNIST-2: test MSE against parameters and MACs."""
-    best: dict[str, dict] = {}
-    for rec in by_id.values():
-        c = rec["config"]
-        if c["profile"] != profile or c["dataset"] != "mmnist" or c["num_digits"] != 2 or not rec.get("history"):
-            continue
-        if c["model"] not in best or rec["test"]["mse"] < best[c["model"]]["test"]["mse"]:
-            best[c["model"]] = rec
-    if not best:
+def _test_set_of(cfg: dict) -> tuple:
+    return (cfg["dataset"], cfg["num_digits"], cfg["test_sequences"], cfg["image_size"],
+            cfg.get("downsample", 1), cfg.get("test_file"))
+
+
+def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[Path, str] | None:
+    """Every trained model of both studies scored on one Moving MNIST-2 test set at ``profile``
+    (the set most runs share): test MSE against parameters and MACs. Returns the figure and a
+    caption naming the runs, their budgets and the test set."""
+    candidates = [r for r in by_id.values() if r["config"]["profile"] == profile and r.get("history")
+                  and r["config"]["dataset"] == "mmnist" and r["config"]["num_digits"] == 2]
+    if not candidates:
         return None
+    sets = defaultdict(list)
+    for rec in candidates:
+        sets[_test_set_of(rec["config"])].append(rec)
+    test_set, recs = max(sets.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    best: dict[str, dict] = {}
+    for rec in sorted(recs, key=lambda r: r["id"]):
+        m = rec["config"]["model"]
+        if m not in best or rec["test"]["mse"] < best[m]["test"]["mse"]:
+            best[m] = rec
     path = out / f"efficiency_{profile}.png"
     _save(plots.accuracy_vs_cost(dict(sorted(best.items()))), path)
-    return path
+    frame = test_set[3] // test_set[4]
+    caption = (f"Test set: {test_set[2]} fixed Moving MNIST-2 sequences at {frame}×{frame} px, "
+               f"the same for every point. Each point is the model's best run at profile `{profile}`: "
+               + "; ".join(f"{m} ({settings_text(r['config'])}, seed {r['config']['seed']})"
+                           for m, r in sorted(best.items())) + ".")
+    return path, caption
 
 
 def qualitative_grid(models: dict[str, dict], index: int = 0, suffix: str = ""):
@@ -380,6 +420,46 @@ REPORTS_ENV = "VPSTUDY_REPORTS"
 def reports_dir(out: str | os.PathLike | None = None) -> Path:
     """``out``, else ``$VPSTUDY_REPORTS``, else ``reports/`` in the project directory."""
     return Path(out or os.environ.get(REPORTS_ENV) or runs.project_dir() / "reports")
+
+
+def embed_images(markdown: str, base: Path) -> str:
+    """``markdown`` with each ``![caption](relative.png)`` replaced by an inline data URI, so it
+    renders wherever it is shown (a notebook's output in JupyterLab resolves no relative path)."""
+    import base64
+    import re
+
+    def inline(match: "re.Match[str]") -> str:
+        caption, target = match.group(1), match.group(2)
+        path = Path(base) / target
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f'<img alt="{caption}" src="data:image/png;base64,{data}" style="max-width:100%">'
+
+    return re.sub(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)", inline, markdown)
+
+
+def overview(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One short row per completed run: what it is (model and the settings that differ between
+    runs), its test metrics, size and wall time."""
+    df = runs.load_runs(root)
+    if not len(df):
+        return df
+    cols = ["run_id", "model", "profile", "seed", "activation", "augment", "lambda1", "lambda2",
+            "epochs", "batch_size", "test_mse", "test_ssim", "params", "wall_time_s"]
+    out = df[[c for c in cols if c in df.columns]].copy()
+    out["wall_time_min"] = (out.pop("wall_time_s").fillna(0) / 60).round(1)
+    out["device"] = df["hardware"].str.split(" \\(").str[0]
+    return out.sort_values(["profile", "model", "run_id"]).reset_index(drop=True)
+
+
+def _how_to_run(study: dict, table: str) -> str:
+    dataset = study.get("tables", {}).get(table, {}).get("dataset", "mmnist")
+    if dataset == "mmnist":
+        return f"Run it with `python -m vpstudy study {study['name']} --only '{table}'`."
+    env = {"kth": "VPSTUDY_KTH_DIR", "bair": "VPSTUDY_BAIR_DIR"}.get(dataset, "")
+    return (f"Put the {dataset.upper()} data where `${env}` points (see README, Data), then "
+            f"`python -m vpstudy study {study['name']} --only '{table}'`.")
 
 
 def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> Path:
@@ -404,11 +484,28 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                    f"*{PROFILE_NOTES[profile]}*", ""]
             for table, (df, info) in tables.items():
                 slug = table.lower().replace(" ", "")
+                if not info["runs"]:
+                    first_metric = next(c for c in df.columns if c.startswith("ours "))
+                    why = sorted(set(df[first_metric]))
+                    md += [f"### {table}: {info['caption']}", "",
+                           f"Not run at profile `{profile}`: {'; '.join(why)}. "
+                           f"{_how_to_run(study, table)}", ""]
+                    continue
                 sub.mkdir(parents=True, exist_ok=True)
-                df.to_csv(sub / f"{slug}.csv", index=False)
+                df.fillna("").to_csv(sub / f"{slug}.csv", index=False)
                 text = to_markdown(df)
-                (sub / f"{slug}.md").write_text(f"# {table}: {info['caption']}\n\n{text}")
-                md += [f"### {table}: {info['caption']}", "", text,
+                cost = info["efficiency"]
+                cost_text = to_markdown(cost) if len(cost) else ""
+                if cost_text:
+                    cost.to_csv(sub / f"{slug}_efficiency.csv", index=False)
+                (sub / f"{slug}.md").write_text(f"# {table}: {info['caption']}\n\n{text}"
+                                                + (f"\nEfficiency\n\n{cost_text}" if cost_text else ""))
+                md += [f"### {table}: {info['caption']}", "", text]
+                if cost_text:
+                    md += [f"{table}, efficiency (parameters, size and multiply-accumulates of one "
+                           f"forward pass at the frame size trained here; MACs per step: one "
+                           f"3-frame window):", "", cost_text]
+                md += [
                        f"Runs: {info['runs']} (seeds {info['seeds']}); profile `{profile}`; hardware: "
                        f"{', '.join(info['hardware']) or '–'}; data: {'; '.join(info['data_source']) or '–'}; "
                        f"code: {', '.join(info['commits']) or '–'}; training wall time "
@@ -422,12 +519,14 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                 md += [f"**{caption}** (profile `{profile}`)", "",
                        f"![{caption}]({path.relative_to(out).as_posix()})", ""]
     for profile in profiles_present:
-        path = efficiency_figure(by_id, profile, out)
-        if path:
+        made = efficiency_figure(by_id, profile, out)
+        if made:
+            path, caption = made
             md += [f"## Efficiency across both studies — profile `{profile}`", "",
-                   "Every model trained on Moving MNIST-2 at this profile (best run per model): test MSE "
-                   "against parameters and against MACs per sample (whole forward pass: 10 observed, "
-                   "10 predicted frames).", "", f"![efficiency]({path.relative_to(out).as_posix()})", ""]
+                   "Test MSE against parameters and against MACs per sample (whole forward pass: "
+                   "10 observed, 10 predicted frames). The training budgets differ between the "
+                   "studies, so this shows cost, not a fair accuracy ranking. " + caption, "",
+                   f"![efficiency]({path.relative_to(out).as_posix()})", ""]
     out.mkdir(parents=True, exist_ok=True)
     (out / "README.md").write_text("\n".join(md).rstrip() + "\n")
     return out / "README.md"
