@@ -1,5 +1,11 @@
-"""The explorer notebook in a real headless Chromium: Voilà serves it on 127.0.0.1, the
-test moves the time slider with the keyboard and checks that the displayed frame changes."""
+"""The notebooks in a real headless Chromium.
+
+- Voilà serves the explorer on 127.0.0.1; the test moves the frame slider with the keyboard
+  and checks that the displayed frame changes.
+- JupyterLab opens report.ipynb and explore.ipynb, runs all cells, and every image in their
+  outputs must have loaded (``scripts/screenshots.py`` does the same on the committed runs
+  and saves the screenshots under reports/screenshots/).
+"""
 
 import os
 import shutil
@@ -63,14 +69,33 @@ def test_time_slider_changes_the_displayed_frame(voila):
         image = page.locator(".widget-image").first
         image.wait_for(timeout=180_000)
         before = image.get_attribute("src")
-        slider = page.locator(".widget-slider", has_text="time step").locator(".noUi-handle").first
+        slider = page.locator(".widget-slider", has_text="frame").locator(".noUi-handle").first
         slider.focus()
+        assert "frame t=11." in page.inner_text("body")
         for _ in range(3):
             page.keyboard.press("ArrowRight")
-        assert "time step 1." in page.inner_text("body")
-        page.wait_for_function("() => /time step [2-9]\\./.test(document.body.innerText)", timeout=60_000)
+        page.wait_for_function("() => /frame t=1[2-9]\\./.test(document.body.innerText)", timeout=60_000)
         page.wait_for_function(
             "before => document.querySelector('.widget-image').getAttribute('src') !== before",
             arg=before, timeout=60_000)
         assert image.get_attribute("src") != before
         browser.close()
+
+
+@pytest.mark.slow
+def test_report_and_explorer_notebooks_render_in_jupyterlab(trained_runs, cache_dir, tmp_path, monkeypatch):
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (scripts/test.sh installs it)"
+    sys.path.insert(0, str(REPO / "scripts"))
+    import screenshots
+
+    root, _, _ = trained_runs
+    monkeypatch.setenv("VPSTUDY_CACHE", str(cache_dir))
+    before = {p: p.read_bytes() for p in (REPO / "notebooks").glob("*.ipynb")}
+    found = screenshots.capture(root, tmp_path / "reports", tmp_path / "shots", tmp_path)
+    for name in ("report", "explore"):
+        assert found[name], f"{name}.ipynb shows no image"
+        assert all(i["loaded"] for i in found[name]), found[name]
+        assert not found[name + "_errors"], found[name + "_errors"]
+    assert found["report"][0]["src"].startswith("data:image/png;base64,")
+    assert sorted(p.name for p in (tmp_path / "shots").glob("*.png"))[0] == "explore-1.png"
+    assert {p: p.read_bytes() for p in (REPO / "notebooks").glob("*.ipynb")} == before  # nothing saved

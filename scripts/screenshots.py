@@ -1,0 +1,181 @@
+"""The notebooks as a reader sees them: JupyterLab in headless Chromium, Run All, screenshots.
+
+    python scripts/screenshots.py                      # reports/screenshots/*.png from runs/
+    python scripts/screenshots.py --runs DIR --out DIR
+
+Starts JupyterLab on 127.0.0.1 (no token, a throw-away settings folder that turns notebook
+windowing off so every cell renders), opens each notebook, runs all its cells, waits until
+the kernel is idle, checks that every image in the outputs has loaded (``naturalWidth > 0``)
+and saves screenshots while scrolling down the notebook. ``tests/test_browser.py`` drives
+the same functions on a tiny runs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VISIBLE = ".jp-NotebookPanel:not(.lm-mod-hidden)"      # the notebook tab on screen
+IMAGES_LOADED = ("() => Array.from(document.querySelectorAll('" + VISIBLE + " .jp-OutputArea-output img'))"
+                 ".map(i => ({loaded: i.complete && i.naturalWidth > 0, src: i.getAttribute('src').slice(0, 40)}))")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def jupyterlab(env: dict[str, str], log_path: Path, timeout: float = 120):
+    """A JupyterLab server on 127.0.0.1 serving the repository; yields its base URL."""
+    port = free_port()
+    settings = Path(tempfile.mkdtemp(prefix="vpstudy-lab-settings-"))
+    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
+    docmanager = settings / "@jupyterlab" / "docmanager-extension" / "plugin.jupyterlab-settings"
+    docmanager.parent.mkdir(parents=True)
+    docmanager.write_text(json.dumps({"autosave": False}))      # never write outputs into the repo
+    announcements = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    announcements.parent.mkdir(parents=True)
+    announcements.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = {**os.environ, **env, "JUPYTERLAB_SETTINGS_DIR": str(settings)}
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
+         "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+         f"--ServerApp.root_dir={REPO}", "--ServerApp.port_retries=0", "--allow-root"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status", timeout=10)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"JupyterLab did not start; see {log_path}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        shutil.rmtree(settings, ignore_errors=True)
+
+
+ALL_RUN = ("() => { const prompts = Array.from(document.querySelectorAll('" + VISIBLE + " .jp-CodeCell .jp-InputPrompt'));"
+           " return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent)); }")
+
+
+def run_all(page, url: str, notebook: str, timeout_ms: int = 120_000, tries: int = 3) -> list[dict]:
+    """Open ``notebook`` (relative to the repository) in JupyterLab, run all cells until every
+    code cell has run; return the state of every output image (``loaded``, ``src``).
+
+    A Run All issued while the kernel is still connecting can be dropped after the first
+    cell, so it is issued again (up to ``tries`` times) while cells remain unrun.
+    """
+    page.goto(f"{url}/lab/tree/{notebook}?reset", timeout=timeout_ms)    # no restored tabs
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=timeout_ms)
+    page.get_by_text("| Idle").first.wait_for(timeout=timeout_ms)       # the kernel is connected
+    for attempt in range(tries):
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+        try:
+            page.wait_for_function(ALL_RUN, timeout=timeout_ms)
+            break
+        except Exception:
+            if attempt == tries - 1:
+                raise
+    page.wait_for_timeout(1500)                  # let images decode
+    return page.evaluate(IMAGES_LOADED)
+
+
+def output_errors(page) -> list[str]:
+    return page.evaluate("() => Array.from(document.querySelectorAll('.jp-RenderedText[data-mime-type="
+                         "\"application/vnd.jupyter.stderr\"], .jp-OutputArea-output pre'))"
+                         ".map(e => e.textContent).filter(t => /Traceback|Error/.test(t))")
+
+
+def screenshots(page, out: Path, stem: str, shots: int = 3) -> list[Path]:
+    """Screenshots of the notebook from top to bottom, ``shots`` viewport heights apart."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    scroller = VISIBLE + " .jp-WindowedPanel-outer"
+    height = page.evaluate(f"() => document.querySelector('{scroller}')?.scrollHeight || 0")
+    view = page.viewport_size["height"]
+    for k in range(shots):
+        top = min(k * (view - 150), max(0, height - view))
+        page.evaluate(f"() => {{ const s = document.querySelector('{scroller}'); if (s) s.scrollTop = {top}; }}")
+        page.wait_for_timeout(400)
+        path = out / f"{stem}-{k + 1}.png"
+        page.screenshot(path=str(path))
+        paths.append(path)
+        if top >= height - view:
+            break
+    return paths
+
+
+def capture(runs_root: Path, reports: Path, out: Path | None, log_dir: Path) -> dict[str, list[dict]]:
+    """Run report.ipynb and explore.ipynb in JupyterLab; return each one's output images."""
+    from playwright.sync_api import sync_playwright
+
+    env = {"VPSTUDY_RUNS": str(runs_root), "VPSTUDY_REPORTS": str(reports), "OMP_NUM_THREADS": "1"}
+    found = {}
+    with jupyterlab(env, log_dir / "jupyterlab.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        for name in ("report", "explore"):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()                 # one page per notebook: no unload prompts
+            try:
+                found[name] = run_all(page, url, f"notebooks/{name}.ipynb")
+            except Exception:
+                page.screenshot(path=str(log_dir / f"{name}-failed.png"))
+                raise
+            found[name + "_errors"] = output_errors(page)
+            if out is not None:
+                screenshots(page, out, name, shots=4 if name == "report" else 1)
+            context.close()
+        browser.close()
+    return found
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default=str(REPO / "runs"))
+    ap.add_argument("--reports", default=str(REPO / "reports"))
+    ap.add_argument("--out", default=str(REPO / "reports" / "screenshots"))
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as logs:
+        found = capture(Path(args.runs), Path(args.reports), Path(args.out), Path(logs))
+    for name in ("report", "explore"):
+        images = found[name]
+        bad = [i for i in images if not i["loaded"]]
+        print(f"{name}.ipynb: {len(images)} images, {len(bad)} not loaded; errors: {found[name + '_errors']}")
+        if bad or not images or found[name + "_errors"]:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
