@@ -154,11 +154,7 @@ def execute_notebook(run: StudyRun, root: Path, threads: int) -> Path:
 
 
 def _mark_failed(root: Path, run: StudyRun, error: str) -> None:
-    rd = runs.RunDir(root / run.run_id)
-    rec = rd.load() if rd.exists() else {"id": run.run_id, "config": run.config.to_dict(), "history": []}
-    if rec.get("status") != "completed":
-        rec.update(status="failed", error=error)
-        rd.save(rec)
+    runs.mark_failed(runs.RunDir(root / run.run_id), error, run.config.to_dict())
 
 
 def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int = 1,
