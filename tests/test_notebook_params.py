@@ -100,3 +100,72 @@ test_file = "/nonexistent/mnist_test_seq.npy"
     # a second call skips the completed run and retries only the failed one
     assert run_study(str(study), profile="smoke", root=tmp_path / "runs") == 1
     assert "1 already completed" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- every parameter, wrong values
+
+_CHOICES = {"model", "activation", "augment", "schedule", "dataset", "digit_source", "profile", "device",
+            "precision"}
+_POSITIVE = {"epochs", "batch_size", "sequences_per_epoch", "val_sequences", "test_sequences",
+             "in_frames", "out_frames", "image_size", "downsample", "num_digits", "crop_size"}
+_NON_NEGATIVE = {"seed", "val_every", "threads"}
+_FLOATS = {"lambda1", "lambda2", "tau", "lr"}
+_PATHS = {"data_root", "test_file", "runs_root"}
+_FLAGS = {"compile", "force"}
+_OUT_OF_RANGE = {"num_digits": [7, 12], "image_size": [65, 33], "downsample": [3, 5],
+                 "batch_size": [17, 10**6], "sequences_per_epoch": [1, 3], "crop_size": [65, 1000],
+                 "lr": [1.0, 1.5, 100.0]}           # 0 means "the profile's default", never wrong
+
+
+def _wrong_values(name: str, rng) -> list:
+    """Values of a wrong type or out of range for notebook parameter ``name``."""
+    neg_int, neg_float = -rng.randint(1, 10**6), -rng.uniform(1e-6, 1e6)
+    word = "".join(rng.choice("abcdefghij") for _ in range(rng.randint(1, 8)))
+    values = [[1, 2], {"a": 1}]
+    if name in _CHOICES:
+        values += [f"no-{word}", rng.randint(1, 99), rng.uniform(0.1, 9), True]
+    elif name in _POSITIVE or name in _NON_NEGATIVE:
+        values += [neg_int, rng.uniform(0.1, 9.9) + 0.05, word, True]
+    elif name in _FLOATS:
+        values += [neg_float, word, True, float("nan"), float("inf")] + ([] if name == "tau" else [-0.5])
+    elif name in _PATHS:
+        values += [rng.randint(1, 99), rng.uniform(0.1, 9), True]
+    elif name in _FLAGS:
+        values += ["yes", rng.randint(1, 99), rng.uniform(0.1, 9)]
+    elif name == "extra_test_digits":
+        values = [word, f"3,{word}", neg_int, rng.uniform(0.1, 9), True, [3, word]]
+    else:
+        raise AssertionError(f"no wrong values for new notebook parameter {name!r}: add it here")
+    return values + _OUT_OF_RANGE.get(name, [])
+
+
+def test_every_parameter_rejects_random_wrong_values_naming_it(monkeypatch):
+    """Property-style: for every name in the parameters cell, random wrong types and values out
+    of range fail validation with a message naming that parameter."""
+    import random
+
+    monkeypatch.setenv("VPSTUDY_PROFILE", "smoke")
+    defaults = _defaults()
+    ablation_config(defaults)                                  # the defaults themselves are fine
+    rng = random.Random(9)
+    for round_ in range(3):
+        for name in sorted(defaults):
+            for value in _wrong_values(name, rng):
+                with pytest.raises(ValueError) as e:
+                    ablation_config({**defaults, name: value})
+                assert name in str(e.value), (name, value, str(e.value))
+
+
+@pytest.mark.slow
+def test_papermill_with_a_wrong_value_stops_early_and_creates_no_run(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    res = subprocess.run([sys.executable, "-m", "papermill", str(NOTEBOOK), str(tmp_path / "out.ipynb"),
+                          "-p", "epochs", "-3", "-p", "runs_root", str(root), "-p", "profile", "smoke",
+                          "--cwd", str(REPO)], capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert "epochs must be a positive integer, got -3" in res.stderr + res.stdout
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    executed = [c for c in out["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
+    assert len(executed) <= 3                                  # parameters, injected, validation
+    assert list(root.iterdir()) == []

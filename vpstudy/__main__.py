@@ -13,6 +13,7 @@ import sys
 from typing import Any, Sequence
 
 from vpstudy.config import TrainConfig, make_config
+from vpstudy.runs import RunError
 
 _NOT_FLAGS = {"extra", "profile"}
 
@@ -122,10 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; a known failure (bad parameter or data, corrupt checkpoint or record, bad
+    runs root or study file, run in use or diverged) prints one ``error:`` line and returns 2."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

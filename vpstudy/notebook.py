@@ -18,6 +18,7 @@ from vpstudy.config import TrainConfig, make_config
 
 # Parameters of the ablation notebook that are not config fields.
 RUNNER_PARAMS = {"runs_root", "force", "threads"}
+_PLAIN = (bool, int, float, str, type(None))
 CONFIG_PARAMS = {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 
@@ -40,17 +41,59 @@ def ablation_config(namespace: Mapping[str, Any]) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {unknown}; allowed: "
                          f"{sorted(CONFIG_PARAMS | RUNNER_PARAMS)}")
+    _check_value_types(namespace)
+    _check_runner_params(params)
     values = {}
     for k, v in params.items():
         zero_is_real = k in ("seed", "lambda1", "lambda2") or isinstance(v, bool)
         if k in CONFIG_PARAMS and (zero_is_real or v not in (0, "", None)):
             values[k] = v
-    if isinstance(values.get("extra_test_digits"), str):
-        values["extra_test_digits"] = tuple(int(s) for s in values["extra_test_digits"].split(",") if s.strip())
-    if isinstance(values.get("extra_test_digits"), int):
-        values["extra_test_digits"] = (values["extra_test_digits"],)
+    digits = namespace.get("extra_test_digits")
+    if not (digits is None or digits == "" or (type(digits) is int and digits == 0)):
+        values["extra_test_digits"] = digit_counts(digits)
     profile = values.pop("profile", None)
     return make_config(profile, **values)
+
+
+def _check_value_types(namespace: Mapping[str, Any]) -> None:
+    """A parameter given as a list or mapping (papermill ``-y``) is an error, not ignored."""
+    for k in sorted(CONFIG_PARAMS | RUNNER_PARAMS):
+        v = namespace.get(k)
+        if k in namespace and not isinstance(v, _PLAIN) and k != "extra_test_digits":
+            raise ValueError(f"notebook parameter {k} must be a single value (bool, int, float or "
+                             f"str), got {type(v).__name__} {v!r}")
+
+
+def _check_runner_params(params: Mapping[str, Any]) -> None:
+    """``runs_root`` a path, ``force`` a bool, ``threads`` an integer >= 0."""
+    if not isinstance(params.get("runs_root"), (str, type(None))):
+        raise ValueError(f"runs_root must be a folder path (str), got {params['runs_root']!r}")
+    if not isinstance(params.get("force", False), bool):
+        raise ValueError(f"force must be True or False, got {params['force']!r}")
+    threads = params.get("threads", 0)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"threads must be an integer >= 0 (0: torch's default), got {threads!r}")
+
+
+def digit_counts(value: Any) -> tuple[int, ...]:
+    """``extra_test_digits`` as a tuple: from "3,4", 3 or [3, 4]; anything else raises ValueError."""
+    if isinstance(value, str):
+        parts = [s.strip() for s in value.split(",") if s.strip()]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    out = []
+    for p in parts:
+        try:
+            n = int(p) if isinstance(p, str) else p
+        except ValueError:
+            n = None
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"extra_test_digits must be digit counts >= 1, comma separated "
+                             f'(e.g. "3" or "3,4"), got {value!r}')
+        out.append(n)
+    return tuple(out)
 
 
 def metrics_table(results: Mapping[str, Mapping[str, Any]]):

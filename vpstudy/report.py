@@ -48,10 +48,19 @@ def _fmt(mean: float, std: float | None, digits: int) -> str:
 
 
 def _records_by_id(root) -> dict[str, list[dict]]:
-    """Completed records by run id (seeds of one config are found through their own ids)."""
+    """Completed records by run id (seeds of one config are found through their own ids).
+
+    A missing runs root, or one without completed records, raises :class:`runs.RunsRootError`:
+    the report never replaces its tables with empty ones.
+    """
+    base = runs.existing_runs_root(root)
     out: dict[str, dict] = {}
-    for rec in runs.load_records(root, "completed"):
+    for rec in runs.load_records(base, "completed"):
         out[rec["id"]] = rec
+    if not out:
+        raise runs.RunsRootError(f"runs root {base} holds no completed run records; nothing to "
+                                 f"report (the reports are left as they are). Pass --runs (or set "
+                                 f"${runs.RUNS_ENV}) to the folder holding the run directories")
     return out
 
 

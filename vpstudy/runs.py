@@ -23,6 +23,9 @@ import platform
 import socket
 import subprocess
 import tempfile
+import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -101,6 +104,61 @@ def read_json(path: Path) -> Any:
         return json.load(f)
 
 
+# ---------------------------------------------------------------- errors
+
+
+class RunError(RuntimeError):
+    """A run cannot go on (in use by another process, diverged); the message says what to do."""
+
+
+class RunLockedError(RunError):
+    """Another live process holds the run directory's lock."""
+
+
+class CorruptRecord(ValueError):
+    """A ``record.json`` that cannot be read; the message names the file and the fix."""
+
+
+class RunsRootError(ValueError):
+    """The runs root is missing, not a directory, not writable, or holds no records."""
+
+
+class UnreadableRecord(UserWarning):
+    """A run record was skipped because it cannot be read."""
+
+
+def state_digest(obj: Any) -> str:
+    """SHA-256 of a (nested) checkpoint state: tensors by dtype, shape and bytes, the rest by repr.
+
+    Independent of how the state is serialized, so it can be stored inside the file it checks.
+    """
+    h = hashlib.sha256()
+    _digest_into(h, obj)
+    return h.hexdigest()
+
+
+def _digest_into(h: Any, obj: Any) -> None:
+    if isinstance(obj, dict):
+        h.update(b"{")
+        for k in sorted(obj, key=repr):
+            h.update(repr(k).encode() + b":")
+            _digest_into(h, obj[k])
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[" if isinstance(obj, list) else b"(")
+        for v in obj:
+            _digest_into(h, v)
+        h.update(b"]")
+    elif hasattr(obj, "untyped_storage"):              # a torch.Tensor
+        import torch
+
+        t = obj.detach().cpu().contiguous()
+        h.update(f"tensor {t.dtype} {tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    else:
+        h.update(repr(obj).encode() + b";")
+
+
 # ---------------------------------------------------------------- provenance
 
 
@@ -159,10 +217,6 @@ def provenance(device: str, data_source: str, seed: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- run directory
 
 
-class RunLockedError(RuntimeError):
-    pass
-
-
 class RunDir:
     """One run's directory: its record, checkpoint, samples and lock."""
 
@@ -189,7 +243,18 @@ class RunDir:
         return self.record_path.exists()
 
     def load(self) -> dict[str, Any]:
-        return read_json(self.record_path)
+        """The run record; :class:`CorruptRecord` (naming the file) if it cannot be read."""
+        try:
+            rec = read_json(self.record_path)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CorruptRecord(
+                f"run record {self.record_path} cannot be read ({type(e).__name__}: {e}); delete it "
+                f"(the run then resumes from its checkpoint) or re-run with --force (force=True)"
+            ) from e
+        if not isinstance(rec, dict):
+            raise CorruptRecord(f"run record {self.record_path} holds a {type(rec).__name__}, not a "
+                                f"JSON object; delete it or re-run with --force (force=True)")
+        return rec
 
     def save(self, record: dict[str, Any]) -> None:
         atomic_write_json(self.record_path, record)
@@ -198,18 +263,38 @@ class RunDir:
         return self.load().get("status") if self.exists() else None
 
     def move_aside(self) -> Path:
-        """Rename this directory to ``<id>.replaced-<time>`` so nothing is overwritten."""
-        stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+        """Rename this directory to ``<id>.replaced-<time>`` so nothing is overwritten.
+
+        Called with the run's lock held (``--force``): the lock file travels with the
+        directory and is removed from the moved copy, so no process trains in a directory
+        that another one holds.
+        """
+        stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S.%f")
         target = self.path.with_name(f"{self.path.name}.replaced-{stamp}")
         self.path.rename(target)
+        moved_lock = target / LOCK
+        if moved_lock.exists() and moved_lock.read_text().strip() == _lock_token():
+            moved_lock.unlink()
         return target
 
     def lock(self) -> "_Lock":
         return _Lock(self.path / LOCK)
 
+    def check_not_in_use(self) -> None:
+        """Raise :class:`RunLockedError` now if another live process holds the lock, before
+        any expensive work (the lock itself is taken later, with :meth:`lock`)."""
+        lock = self.lock()
+        if lock.held_by_another():
+            raise lock.locked_error()
+
+
+def _lock_token() -> str:
+    return f"{os.getpid()} {socket.gethostname()}"
+
 
 class _Lock:
-    """An exclusive lock file holding the owner's pid; a stale lock (dead pid) is taken over."""
+    """An exclusive lock file holding the owner's pid and host; a stale lock (dead pid on this
+    host) is taken over."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -220,18 +305,31 @@ class _Lock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
                 with os.fdopen(fd, "w") as f:
-                    f.write(f"{os.getpid()} {socket.gethostname()}\n")
+                    f.write(_lock_token() + "\n")
                 return self
             except FileExistsError:
                 if self._stale():
                     self.path.unlink(missing_ok=True)
                     continue
-                raise RunLockedError(
-                    f"run directory {self.path.parent} is in use by another process "
-                    f"({self.path.read_text().strip()}); wait for it to finish, or delete "
-                    f"{self.path} if that process is gone"
-                )
+                raise self.locked_error() from None
         raise RunLockedError(f"could not lock {self.path}")
+
+    def held_by_another(self) -> bool:
+        return self.path.exists() and not self._stale()
+
+    def locked_error(self) -> RunLockedError:
+        return RunLockedError(
+            f"run directory {self.path.parent} is in use by another process "
+            f"({self._holder()}); wait for it to finish, or delete {self.path} if that "
+            f"process is gone"
+        )
+
+    def _holder(self) -> str:
+        try:
+            pid, host = self.path.read_text().split()
+            return f"pid {pid} on host {host}"
+        except (OSError, ValueError):
+            return "holder unknown"
 
     def _stale(self) -> bool:
         try:
@@ -242,11 +340,83 @@ class _Lock:
             return False
         except ProcessLookupError:
             return True
-        except (ValueError, OSError):
+        except PermissionError:                # alive, owned by another user
+            return False
+        except ValueError:                     # empty or garbled: stale unless just being written
+            return self._age() > 10.0
+        except OSError:
             return True
 
+    def _age(self) -> float:
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except OSError:
+            return float("inf")
+
     def __exit__(self, *exc: Any) -> None:
-        self.path.unlink(missing_ok=True)
+        try:                                   # only our own lock: the directory may have moved
+            if self.path.read_text().strip() == _lock_token():
+                self.path.unlink()
+        except OSError:
+            pass
+
+
+@contextmanager
+def failures_recorded(rd: RunDir, config: dict[str, Any] | None = None) -> Iterator[None]:
+    """Mark ``rd``'s record ``failed`` with the error if the block raises, then re-raise, so a
+    dead run is never mistaken for a live one (a completed record is left as it is)."""
+    try:
+        yield
+    except BaseException as e:
+        mark_failed(rd, f"{type(e).__name__}: {e}", config)
+        raise
+
+
+def mark_failed(rd: RunDir, error: str, config: dict[str, Any] | None = None) -> None:
+    """Set ``rd``'s record to ``failed`` with ``error`` (writing a minimal one if there is none);
+    an unreadable record is left for the user to inspect."""
+    try:
+        rec = rd.load() if rd.exists() else {"id": rd.id, "config": config or {}, "history": []}
+    except CorruptRecord:
+        return
+    if rec.get("status") == "completed":
+        return
+    rec.update(status="failed", error=error)
+    if isinstance(rec.get("provenance"), dict):
+        rec["provenance"]["end_time"] = now()
+    rd.save(rec)
+
+
+def writable_runs_root(root: str | os.PathLike | None = None) -> Path:
+    """The runs root, created if missing; :class:`RunsRootError` unless it is a writable directory.
+
+    Checked before data preparation, so a wrong root fails in seconds, not after minutes.
+    """
+    base = runs_root(root)
+    if base.exists() and not base.is_dir():
+        raise RunsRootError(f"runs root {base} is not a directory; pass --runs (or set "
+                            f"${RUNS_ENV}) to a directory")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise RunsRootError(f"runs root {base} is not a writable directory ({e.strerror or e}); "
+                            f"pass --runs (or set ${RUNS_ENV}) to a directory you can write to") from e
+    return base
+
+
+def existing_runs_root(root: str | os.PathLike | None = None) -> Path:
+    """The runs root, which must be an existing directory (:class:`RunsRootError` naming it)."""
+    base = runs_root(root)
+    if not base.exists():
+        raise RunsRootError(f"runs root {base} does not exist; pass --runs (or set ${RUNS_ENV}) "
+                            f"to the folder holding the run directories")
+    if not base.is_dir():
+        raise RunsRootError(f"runs root {base} is not a directory; pass --runs (or set "
+                            f"${RUNS_ENV}) to the folder holding the run directories")
+    return base
 
 
 def iter_run_dirs(root: str | os.PathLike | None = None) -> Iterator[RunDir]:
@@ -259,10 +429,18 @@ def iter_run_dirs(root: str | os.PathLike | None = None) -> Iterator[RunDir]:
 
 
 def load_records(root: str | os.PathLike | None = None, status: str | None = "completed") -> list[dict]:
-    """Every run record under ``root`` (only those with ``status``, unless None)."""
+    """Every run record under ``root`` (only those with ``status``, unless None).
+
+    A record that cannot be read is skipped with a warning naming its file.
+    """
     out = []
     for rd in iter_run_dirs(root):
-        rec = rd.load()
+        try:
+            rec = rd.load()
+        except (CorruptRecord, OSError) as e:
+            warnings.warn(f"skipping unreadable run record {rd.record_path}: {e}", UnreadableRecord,
+                          stacklevel=2)
+            continue
         if status is None or rec.get("status") == status:
             rec["_dir"] = str(rd.path)
             out.append(rec)

@@ -28,6 +28,8 @@ from vpstudy.train import BASELINES, baseline_config
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 REPO = Path(__file__).resolve().parent.parent
 ROW_KEYS = ("table", "row", "paper", "profiles")
+STUDY_KEYS = ("name", "title", "notebook", "defaults", "profiles", "tables", "runs", "metrics",
+              "figures_table", "figures_extra_test")
 
 
 def study_names() -> list[str]:
@@ -39,8 +41,28 @@ def load_study(name: str) -> dict[str, Any]:
     path = Path(name) if name.endswith(".toml") else STUDIES_DIR / f"{name}.toml"
     if not path.exists():
         raise ValueError(f"unknown study {name!r}; available: {study_names()} (or a path to a .toml file)")
-    with open(path, "rb") as f:
-        return tomllib.load(f)
+    try:
+        with open(path, "rb") as f:
+            study = tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
+        raise ValueError(f"study file {path} cannot be read: {e}") from e
+    _check_study(path, study)
+    return study
+
+
+def _check_study(path: Path, study: dict[str, Any]) -> None:
+    """Unknown top-level keys and a study without ``[[runs]]`` tables are errors naming the file."""
+    unknown = sorted(set(study) - set(STUDY_KEYS))
+    if unknown:
+        raise ValueError(f"study file {path}: unknown top-level key(s) {unknown}; allowed: {list(STUDY_KEYS)}")
+    entries = study.get("runs")
+    if not entries or not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"study file {path} has no [[runs]] tables; each run needs one, e.g.\n"
+                         f'[[runs]]\ntable = "Table 1"\nrow = "baseline"\nmodel = "gsta"')
+    for i, e in enumerate(entries, 1):
+        missing = [k for k in ("table", "row") if k not in e]
+        if missing:
+            raise ValueError(f"study file {path}: [[runs]] entry {i} has no {' or '.join(missing)}")
 
 
 @dataclass(frozen=True)
@@ -132,11 +154,7 @@ def execute_notebook(run: StudyRun, root: Path, threads: int) -> Path:
 
 
 def _mark_failed(root: Path, run: StudyRun, error: str) -> None:
-    rd = runs.RunDir(root / run.run_id)
-    rec = rd.load() if rd.exists() else {"id": run.run_id, "config": run.config.to_dict(), "history": []}
-    if rec.get("status") != "completed":
-        rec.update(status="failed", error=error)
-        rd.save(rec)
+    runs.mark_failed(runs.RunDir(root / run.run_id), error, run.config.to_dict())
 
 
 def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int = 1,

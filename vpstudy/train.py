@@ -45,12 +45,16 @@ NUM_SAMPLES = 10          # test sequences whose predictions are kept in samples
 LOG_EVERY = 10            # steps between progress-bar updates and finiteness checks
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(runs.RunError):
     """The loss became NaN or inf."""
 
 
 class CheckpointMismatch(ValueError):
     """A checkpoint does not belong to this config or model."""
+
+
+class CorruptCheckpoint(CheckpointMismatch):
+    """A checkpoint's contents do not match the digest stored in it."""
 
 
 # ---------------------------------------------------------------- devices and precision
@@ -232,6 +236,7 @@ def save_checkpoint(path: Path, cfg: TrainConfig, epoch: int, model: nn.Module,
         "scheduler": scheduler.state_dict() if scheduler else None,
         "history": history,
     }
+    state["sha256"] = runs.state_digest(state)      # verified on load: damage is never used
     buf = io.BytesIO()
     torch.save(state, buf)
     runs.atomic_write_bytes(path, buf.getvalue())
@@ -245,10 +250,11 @@ def load_checkpoint(path: Path, cfg: TrainConfig | None = None, model: nn.Module
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is unusable
         raise CheckpointMismatch(
             f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is corrupt or not a "
-            f"vpstudy checkpoint. Delete it to start the run from scratch."
+            f"vpstudy checkpoint. Delete it to start the run from scratch, or re-run with --force."
         ) from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointMismatch(f"{path} is not a vpstudy checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    _verify_digest(path, state)
     if cfg is not None and state["identity"] != runs.json_dumps(cfg.identity()):
         theirs = runs.json_loads(state["identity"])
         diff = {k: (theirs.get(k), v) for k, v in cfg.identity().items() if theirs.get(k) != v}
@@ -273,6 +279,18 @@ def load_checkpoint(path: Path, cfg: TrainConfig | None = None, model: nn.Module
             )
         _unwrap(model).load_state_dict(theirs)
     return state
+
+
+def _verify_digest(path: Path, state: dict) -> None:
+    """Check the digest stored by :func:`save_checkpoint` (checkpoints written before digests
+    existed have none and are accepted)."""
+    stored = state.pop("sha256", None)
+    if stored is not None and stored != runs.state_digest(state):
+        raise CorruptCheckpoint(
+            f"checkpoint {path} is corrupt: its contents do not match the SHA-256 digest stored in "
+            f"it (the file was damaged after it was written). Delete it to train the run from "
+            f"scratch, or re-run with --force (force=True), which keeps the old run aside."
+        )
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -354,13 +372,17 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
     log = log or (lambda s: None)
     rid = runs.run_id(cfg.identity())
     rd = runs.RunDir(runs.runs_root(root) / rid)
-    if rd.exists() and force:
-        log(f"force: moving the previous run aside to {rd.move_aside()}")
+    if force and rd.path.exists():
+        runs.writable_runs_root(root)
+        with rd.lock():                       # refused while another process trains this run
+            log(f"force: moving the previous run aside to {rd.move_aside()}")
     if rd.exists() and rd.status() == "completed":
         log(f"run {rid} already completed; loading its record (force=True to recompute)")
         rec = rd.load()
         rec["_dir"] = str(rd.path)
         return rec
+    runs.writable_runs_root(root)             # a wrong runs root or a run in use fails before
+    rd.check_not_in_use()                     # data preparation
 
     device = resolve_device(cfg.device)
     amp = autocast_dtype(cfg, device)
@@ -370,7 +392,9 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
     model = model.to(memory_format=memory_format_for(model))
     optimizer, scheduler = make_optimizer(cfg, model)
 
-    with rd.lock():
+    with rd.lock(), runs.failures_recorded(rd, cfg.to_dict()):
+        if rd.status() == "completed":        # finished by another process meanwhile
+            return {**rd.load(), "_dir": str(rd.path)}
         start_epoch, history = 0, []
         if rd.checkpoint_path.exists():
             state = load_checkpoint(rd.checkpoint_path, cfg, model)

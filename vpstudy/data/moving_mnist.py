@@ -336,17 +336,28 @@ def load_mnist_test_seq(path: str | os.PathLike, num_sequences: int | None = Non
         raise FileNotFoundError(f"Moving MNIST test file {path} not found. Download "
                                 f"mnist_test_seq.npy ({expected}) from {MNIST_TEST_SEQ_URL} "
                                 "and pass its path")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"PK"):
+        raise DataError(f"{path}: is a zip (.npz) archive, expected a .npy {expected}")
+    if magic != b"\x93NUMPY":
+        raise DataError(f"{path}: is not a .npy file (it does not start with the NumPy magic "
+                        f"'\\x93NUMPY'; a text or other file?); expected a {expected}")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise DataError(f"{path}: not a readable .npy file ({e}); expected a {expected}") from e
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{path}: is an .npz archive, expected a .npy {expected}")
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[0] != 20 or array.shape[2:] != (64, 64):
         raise DataError(f"{path}: holds {array.dtype} {array.shape}, expected a {expected}")
+    if array.shape[1] == 0:
+        raise DataError(f"{path}: holds 0 sequences, expected a {expected} with N >= 1")
     if num_sequences is not None:
         if num_sequences < 1:
             raise ValueError(f"num_sequences must be >= 1, got {num_sequences}")
+        if num_sequences > array.shape[1]:
+            raise DataError(f"{path}: holds {array.shape[1]} sequences, fewer than the "
+                            f"{num_sequences} asked for (test_sequences); ask for at most "
+                            f"{array.shape[1]}")
         array = array[:, :num_sequences]
     frames = torch.from_numpy(np.ascontiguousarray(array.transpose(1, 0, 2, 3)))
     return _to_unit_float(frames)

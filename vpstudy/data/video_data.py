@@ -49,8 +49,13 @@ def open_split(cfg, split: str):
     if cfg.dataset == "bair":
         try:
             return BAIRDataset(cfg.data_root, split=split, seq_len=cfg.seq_len)
-        except FileNotFoundError:
-            return BAIRTFRecordDataset(cfg.data_root, split=split, seq_len=cfg.seq_len)
+        except FileNotFoundError as png_error:
+            try:
+                return BAIRTFRecordDataset(cfg.data_root, split=split, seq_len=cfg.seq_len)
+            except FileNotFoundError as tfrecord_error:
+                raise FileNotFoundError(        # both layouts, not only the last one tried
+                    f"BAIR data not found in either layout.\nAs PNG frames: {png_error}\n"
+                    f"As TFRecords: {tfrecord_error}") from None
     raise ValueError(f"dataset {cfg.dataset!r} is not a real-video dataset")
 
 
