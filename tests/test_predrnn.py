@@ -309,3 +309,22 @@ def test_invalid_arguments_raise_value_error():
     with pytest.raises(ValueError, match="targets"):
         model.training_loss(torch.rand(1, 3, 1, 16, 16), torch.rand(2, 2, 1, 16, 16),
                             mse_criterion, progress=0.5)
+
+
+def test_reverse_input_averages_both_directions():
+    import torch
+
+    from vpstudy.losses import VideoPredictionLoss
+    from vpstudy.models import build_model
+
+    torch.manual_seed(0)
+    m = build_model("predrnn", in_shape=(2, 1, 16, 16), out_frames=2, hidden=(8, 8), filter_size=3)
+    assert m.reverse_input is True and build_model("predrnnpp").reverse_input is False
+    x, y = torch.rand(2, 2, 1, 16, 16), torch.rand(2, 2, 1, 16, 16)
+    crit = VideoPredictionLoss(0, 0, 0.1)
+    both, _ = m.training_loss(x, y, crit, progress=0.0)
+    video = torch.cat([x, y], 1).flip(1)
+    m.reverse_input = False
+    fwd, _ = m.training_loss(x, y, crit, progress=0.0)
+    rev, _ = m.training_loss(video[:, :2], video[:, 2:], crit, progress=0.0)
+    assert torch.allclose(both, (fwd + rev) / 2)

@@ -46,3 +46,26 @@ def test_absent_data_is_reported_before_training(tmp_path, monkeypatch):
     assert reason and "KTH" in reason
     with pytest.raises(FileNotFoundError, match="VPSTUDY_KTH_DIR"):
         train(cfg, tmp_path / "runs", progress=False, log=None)
+
+
+def test_kth_trains_on_20_frame_clips_and_validates_on_training_persons(tmp_path):
+    from vpstudy.data.video_data import prepare, train_clip_frames
+
+    root = write_kth_fixture(tmp_path / "kth", persons=(1, 2, 17), actions=KTH_ACTIONS, frames=30,
+                             size=(60, 80))
+    cfg = make_config("smoke", dataset="kth", data_root=str(root), model="crevnet", in_frames=10,
+                      out_frames=20, image_size=32, batch_size=2, sequences_per_epoch=4,
+                      val_sequences=2, test_sequences=2)
+    assert train_clip_frames(cfg) == 20                  # PredRNN's --total_length 20
+    data = prepare(cfg, __import__("torch").device("cpu"))
+    x, y = next(data.train_clips.epoch_batches(cfg, 0, __import__("torch").device("cpu")))
+    assert x.shape[1] == 10 and y.shape[1] == 10         # observe 10, predict 10 in training
+    assert data.test.shape[1] == 30 and data.val.shape[1] == 30   # tested 10 -> 20
+    assert "validation clips from the training split" in data.source
+
+
+def test_study_recipes_differ_at_the_paper_profile():
+    from vpstudy.study import study_runs
+
+    lr = {r.row: r.config.lr for r in study_runs("lightweight", "paper") if r.table == "Table I"}
+    assert lr == {"PredRNN": 3e-4, "PredRNN++": 1e-4, "CrevNet": 5e-4, "Proposed (sepcrev)": 0.002}

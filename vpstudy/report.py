@@ -207,12 +207,21 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                         cost[f"paper {col}"] = paper.get(col, "")
                 efficiency.append(cost)
             line["seeds"] = len(recs)
+            sampled = [r["test"] for r in recs if r.get("test", {}).get("samples")]
+            if sampled:              # a stochastic model: best of N samples (SVG's protocol)
+                pm = sampled[0].get("prior_mean", {})
+                line["evaluation"] = (f"best of {sampled[0]['samples']} samples per sequence; prior mean: "
+                                      + ", ".join(f"{m} {pm[m]:.{DIGITS.get(m, 4)}f}"
+                                                  for m in metrics if m in pm))
             if key[0] != "Baseline":
                 line["beats both baselines"] = baseline_check(recs, baselines)
             trained = bool(recs and recs[0].get("history"))
             line["settings"] = settings_text(recs[0]["config"]) if trained else (
                 "no training" if recs else "")
             rows.append(line)
+        if any("evaluation" in line for line in rows):
+            for line in rows:
+                line.setdefault("evaluation", "deterministic" if line.get("seeds") else "")
         comparisons = []
         for row, ref in pairs:
             a, b = recs_of.get((table, row), []), recs_of.get((table, ref), [])

@@ -14,8 +14,9 @@ What it guarantees:
 - A checkpoint written atomically after every epoch; the run record (history,
   status) written atomically after every epoch too.
 - A NaN or inf loss stops the run with :class:`TrainingDiverged` and marks the record failed.
-- Adam with OneCycle stepped every iteration (the SimVP study) or a step schedule,
-  x0.2 every 50 epochs, stepped every epoch (the lightweight-model study).
+- Adam with OneCycle stepped every iteration (the SimVP study), a step schedule,
+  x0.2 every 50 epochs, stepped every epoch (the lightweight-model study), or a constant
+  learning rate (the study-2 baselines' reference recipes).
 - On CUDA: bf16 autocast, channels-last and optionally ``torch.compile``.
 """
 
@@ -313,9 +314,13 @@ def predict(model: nn.Module, inputs: torch.Tensor, device: torch.device,
 def evaluate(model: nn.Module, sequences: torch.Tensor, cfg: TrainConfig, device: torch.device,
              amp: torch.dtype | None = None, batch_size: int | None = None,
              keep: int = 0, progress: bool = False, desc: str = "test") -> tuple[dict, torch.Tensor | None]:
-    """Metrics of ``model`` on fixed ``sequences`` (N, T, C, H, W); also the first ``keep`` predictions."""
+    """Metrics of ``model`` on fixed ``sequences`` (N, T, C, H, W); also the first ``keep`` predictions.
+
+    A stochastic model (``stochastic = True``, e.g. svg) goes to `evaluate_stochastic`."""
     from tqdm.auto import tqdm
 
+    if getattr(_unwrap(model), "stochastic", False):
+        return evaluate_stochastic(model, sequences, cfg, device, amp, batch_size, keep, progress, desc)
     batch_size = batch_size or max(cfg.batch_size, 16)
     acc = MetricAccumulator()
     kept = []
@@ -329,6 +334,43 @@ def evaluate(model: nn.Module, sequences: torch.Tensor, cfg: TrainConfig, device
             kept.append(pred)
     preds = torch.cat(kept)[:keep] if kept else None
     return acc.compute(), preds
+
+
+@torch.no_grad()
+def evaluate_stochastic(model: nn.Module, sequences: torch.Tensor, cfg: TrainConfig, device: torch.device,
+                        amp: torch.dtype | None = None, batch_size: int | None = None, keep: int = 0,
+                        progress: bool = False, desc: str = "test") -> tuple[dict, torch.Tensor | None]:
+    """Best-of-N metrics of a stochastic model (SVG's protocol), and those of its prior's mean.
+
+    N = ``model.eval_samples[cfg.profile]`` samples per sequence, drawn with ``model.sample(x,
+    generator)`` from a generator seeded by ``cfg.seed`` (repeatable); for each metric the best
+    sample per sequence counts (`metrics.BestOfNAccumulator`). The result holds ``samples``
+    (N) and ``prior_mean`` (the metrics of ``model.predict_mean``); the kept predictions are
+    each sequence's best sample by MSE.
+    """
+    from tqdm.auto import tqdm
+
+    from vpstudy.metrics import BestOfNAccumulator
+
+    core = _unwrap(model)
+    n_samples = int(core.eval_samples.get(cfg.profile, max(core.eval_samples.values())))
+    batch_size = batch_size or max(cfg.batch_size, 16)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    best, mean_acc, kept = BestOfNAccumulator(), MetricAccumulator(), []
+    core.eval()
+    for i in tqdm(range(0, sequences.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
+        seq = sequences[i: i + batch_size]
+        x, y = seq[:, : cfg.in_frames].to(device), seq[:, cfg.in_frames: cfg.seq_len]
+        with autocast(device, amp):
+            samples = [core.sample(x, generator=gen).float().cpu() for _ in range(n_samples)]
+            mean_acc.update(core.predict_mean(x).float().cpu(), y)
+        pick = best.update(samples, y)
+        if sum(p.shape[0] for p in kept) < keep:
+            kept.append(torch.stack([samples[k][b] for b, k in enumerate(pick)]))
+    result = best.compute()
+    result["prior_mean"] = {k: v for k, v in mean_acc.compute().items() if k != "per_frame"}
+    preds = torch.cat(kept)[:keep] if kept else None
+    return result, preds
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -346,8 +388,10 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module):
     if cfg.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr,
                                                     total_steps=cfg.epochs * cfg.steps_per_epoch)
-    else:
+    elif cfg.schedule == "step":
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=50, gamma=0.2)
+    else:                    # constant: the reference recipes of PredRNN, CrevNet and SVG
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     return opt, sched
 
 

@@ -1,9 +1,22 @@
 """KTH and BAIR as the trainer sees them: fixed validation/test clips and a training stream.
 
 Training clips are drawn from the training split in a fresh order each epoch (a generator
-seeded by the run's seed and the epoch, so a resumed run sees the same batches); validation
-and test clips are fixed subsets of the test split (different seeds), as in PredRNN's
-protocol where the test persons (KTH 17-25) are never trained on.
+seeded by the run's seed and the epoch, so a resumed run sees the same batches). Test clips
+are a fixed subset of the test split, as in PredRNN's protocol where the test persons (KTH
+17-25) are never trained on. Validation clips are a fixed subset (another seed) of the
+TRAINING split -- KTH persons 1-16, BAIR's training trajectories -- at the test clip length,
+so the test persons are not looked at before the test. The protocol trains on every clip of
+persons 1-16, so holding some out would change the training set: the validation clips
+therefore overlap training material. They only draw the time-to-accuracy curve; nothing is
+selected on them.
+
+KTH training clips (PredRNN's protocol): thuml/predrnn-pytorch kth_script/predrnn_kth_train.sh
+runs with ``--input_length 10 --total_length 20``, and its KTH provider
+(core/data_provider/kth_action.py) cuts training clips of ``seq_length`` = total_length = 20
+frames: observe 10, predict 10. Testing is 10 -> 20 (30-frame clips, the paper's Table II).
+So KTH trains on ``min(seq_len, in_frames + KTH_TRAIN_PREDICT)`` frames and tests on
+``seq_len``; a model's training loss then sees 10 target frames while ``forward`` predicts
+``out_frames`` (the recurrent and window models roll out to any length).
 """
 
 from __future__ import annotations
@@ -42,16 +55,30 @@ def cycle_batches(dataset, batch_size: int, gen: torch.Generator) -> Iterator[to
         yield from iterate_batches(dataset, batch_size, generator=gen)
 
 
-def open_split(cfg, split: str):
-    """The dataset object of ``cfg.dataset`` for ``split`` (raises with instructions if absent)."""
+# Frames predicted by KTH training clips (PredRNN's --total_length 20 - --input_length 10).
+KTH_TRAIN_PREDICT = 10
+
+
+def train_clip_frames(cfg) -> int:
+    """Frames per training clip: KTH ``min(seq_len, in_frames + 10)`` (PredRNN's protocol),
+    otherwise ``seq_len``."""
     if cfg.dataset == "kth":
-        return KTHDataset(cfg.data_root, split=split, seq_len=cfg.seq_len, size=cfg.image_size)
+        return min(cfg.seq_len, cfg.in_frames + KTH_TRAIN_PREDICT)
+    return cfg.seq_len
+
+
+def open_split(cfg, split: str, seq_len: int | None = None):
+    """The dataset object of ``cfg.dataset`` for ``split`` with clips of ``seq_len`` frames
+    (default ``cfg.seq_len``); raises with instructions if the data is absent."""
+    seq_len = seq_len or cfg.seq_len
+    if cfg.dataset == "kth":
+        return KTHDataset(cfg.data_root, split=split, seq_len=seq_len, size=cfg.image_size)
     if cfg.dataset == "bair":
         try:
-            return BAIRDataset(cfg.data_root, split=split, seq_len=cfg.seq_len)
+            return BAIRDataset(cfg.data_root, split=split, seq_len=seq_len)
         except FileNotFoundError as png_error:
             try:
-                return BAIRTFRecordDataset(cfg.data_root, split=split, seq_len=cfg.seq_len)
+                return BAIRTFRecordDataset(cfg.data_root, split=split, seq_len=seq_len)
             except FileNotFoundError as tfrecord_error:
                 raise FileNotFoundError(        # both layouts, not only the last one tried
                     f"BAIR data not found in either layout.\nAs PNG frames: {png_error}\n"
@@ -62,10 +89,14 @@ def open_split(cfg, split: str):
 def prepare(cfg, device: torch.device) -> Any:
     from vpstudy.train import StudyData
 
-    train = open_split(cfg, "train")
+    train_frames = train_clip_frames(cfg)
+    train = open_split(cfg, "train", train_frames)
+    val_split = train if train_frames == cfg.seq_len else open_split(cfg, "train")
     test_split = open_split(cfg, "test")
-    val = load_clips(test_split, min(cfg.val_sequences, len(test_split)), seed=cfg.seed + 1)
+    val = load_clips(val_split, min(cfg.val_sequences, len(val_split)), seed=cfg.seed + 1)
     test = load_clips(test_split, min(cfg.test_sequences, len(test_split)), seed=0)
-    source = (f"{cfg.dataset.upper()} from {train.root} ({len(train)} training clips, "
-              f"{test.shape[0]} of {len(test_split)} test clips, {cfg.image_size}x{cfg.image_size})")
+    source = (f"{cfg.dataset.upper()} from {train.root} ({len(train)} training clips of "
+              f"{train_frames} frames, {val.shape[0]} validation clips from the training split, "
+              f"{test.shape[0]} of {len(test_split)} test clips of {cfg.seq_len} frames, "
+              f"{cfg.image_size}x{cfg.image_size})")
     return StudyData(None, val, test, {}, source, train_clips=ClipStream(train))

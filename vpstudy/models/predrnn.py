@@ -31,9 +31,13 @@ patched channels (dy, dx, c), pixel_unshuffle orders them (c, dy, dx); for one c
 two agree, for RGB they differ by a fixed permutation of the first conv's input channels and
 the read-out's output channels -- the same model, not the same checkpoint layout.
 
-Not in this module (training-loop choices of PredRNN's scripts): training every batch a
-second time reversed in time (``reverse_input``), and the reverse scheduled sampling of
-PredRNN-V2.
+Reversed-input training (PredRNN's scripts run with ``--reverse_input 1``): with
+``model.reverse_input = True`` (the registry's 'predrnn' sets it) `training_loss` also
+reads the batch time-reversed and returns the mean of the two losses. thuml's trainer
+(core/trainer.py) instead takes two optimizer steps per batch, one on each direction;
+within this project's one-step-per-batch contract the two directions share one step (same
+data and objective, half as many Adam updates). Not in this module: the reverse scheduled
+sampling of PredRNN-V2.
 """
 
 from __future__ import annotations
@@ -124,6 +128,7 @@ class PatchedRecurrentPredictor(nn.Module):
     """
 
     name: str = "patched_rnn"
+    reverse_input: bool = False       # also train on the time-reversed batch (PredRNN's scripts)
 
     def __init__(self, in_shape: tuple[int, int, int, int], out_frames: int, patch: int,
                  top_channels: int, sampling_stop_progress: float = SAMPLING_STOP_PROGRESS,
@@ -228,7 +233,20 @@ class PatchedRecurrentPredictor(nn.Module):
                              f"{tuple(inputs.shape)} in batch, channels and frame size")
         prob = scheduled_sampling_prob(progress, self.sampling_stop_progress)
         video = torch.cat([inputs, targets], dim=1)
-        b, t_in, t_total = inputs.shape[0], inputs.shape[1], video.shape[1]
+        loss, parts = self._sampled_loss(video, inputs.shape[1], criterion, prob, generator)
+        if self.reverse_input:
+            rev_loss, rev_parts = self._sampled_loss(video.flip(1), inputs.shape[1], criterion, prob,
+                                                     generator)
+            loss = (loss + rev_loss) / 2
+            parts = {k: (torch.as_tensor(v) + torch.as_tensor(rev_parts[k])) / 2 if k in rev_parts else v
+                     for k, v in parts.items()}
+        parts["sampling_prob"] = torch.tensor(prob, device=loss.device)
+        return loss, parts
+
+    def _sampled_loss(self, video: torch.Tensor, t_in: int, criterion: Criterion, prob: float,
+                      generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The scheduled-sampling loss on one (B, T, C, H, W) video observed for t_in frames."""
+        b, t_total = video.shape[0], video.shape[1]
         frames = self.patchify(video)
 
         draw_device = generator.device if generator is not None else torch.device("cpu")
@@ -249,7 +267,6 @@ class PatchedRecurrentPredictor(nn.Module):
         parts = dict(parts)
         if "mse" not in parts:
             parts["mse"] = F.mse_loss(pred.detach().float(), video[:, 1:].float())
-        parts["sampling_prob"] = torch.tensor(prob, device=loss.device)
         return loss, parts
 
 
