@@ -90,11 +90,10 @@ def test_report_from_records_alone_is_deterministic(tmp_path):
     t1, info = tables["Table 1"]
     rows_t1 = t1.set_index("row")
     assert rows_t1.loc["Crop and Flip", "ours mse"] == "600.00"
-    assert rows_t1.loc["Disabled", "ours % vs ref mse"] == "reference"
+    assert rows_t1.loc["Disabled", "vs ref mse: ours / paper"] == "reference"
     # away from the paper's scale, rows compare with their table's reference row, in %
     assert "Δ mse" not in rows_t1.columns
-    assert rows_t1.loc["Crop and Flip", "ours % vs ref mse"] == "+50.0%"
-    assert rows_t1.loc["Crop and Flip", "paper % vs ref mse"] == f"{72.3073 / 41.2836 - 1:+.1%}"
+    assert rows_t1.loc["Crop and Flip", "vs ref mse: ours / paper"] == f"+50.0% / {72.3073 / 41.2836 - 1:+.1%}"
     assert rows_t1.loc["Crop only", "ours mse"] == "not run"
     assert rows_t1.loc["Last frame repeated", "ours mse"] == "280.00"
     assert info["profile"] == "smoke" and info["runs"] == 3
@@ -114,7 +113,7 @@ def test_report_from_records_alone_is_deterministic(tmp_path):
     assert embedded.count("data:image/png;base64,") == out1.read_text().count(".png)")
     assert ".png)" not in embedded
     text = out1.read_text()
-    assert "profile `smoke`" in text and "qualitative.png" in text and "paper % vs ref mse" in text
+    assert "profile `smoke`" in text and "qualitative.png" in text and "vs ref mse: ours / paper" in text
     assert "profile `cpu`" not in text       # only profiles that have runs
 
 

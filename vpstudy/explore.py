@@ -151,8 +151,18 @@ class Explorer:
             self.message.value = NO_RUNS_HELP.format(root=html.escape(str(self.root)))
             self.widget = W.VBox([self.message])
             return
+        from vpstudy.train import BASELINES
+
+        baseline = {c.run_id: c.label.split(" ")[0] in BASELINES for c in self.choices}
+        self.choices.sort(key=lambda c: (baseline[c.run_id], c.label))     # trained runs first
         options = [(c.label, c.run_id) for c in self.choices]
-        self.runs = W.SelectMultiple(options=options, value=tuple(o[1] for o in options[:max_selected]),
+        trained = [c.run_id for c in self.choices if not baseline[c.run_id]]
+        shown_baselines = {}                      # one run of each baseline
+        for c in self.choices:
+            if baseline[c.run_id]:
+                shown_baselines.setdefault(c.label.split(" ")[0], c.run_id)
+        default = (trained[: max_selected - 1] + list(shown_baselines.values()))[:max_selected]
+        self.runs = W.SelectMultiple(options=options, value=tuple(default),
                                      rows=min(6, len(options)), description="runs",
                                      layout=W.Layout(width="95%"))
         self.sample = W.IntSlider(0, 0, 0, description="sequence", continuous_update=False)

@@ -191,14 +191,13 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                     line[f"paper {m}"] = "" if p is None else f"{p:.{digits}f}"
                     line[f"Δ {m}"] = f"{mean - p:+.{digits}f}" if vals and p is not None else ""
                 elif key[1] in referenced:
-                    line[f"ours % vs ref {m}"] = line[f"paper % vs ref {m}"] = "reference"
+                    line[f"vs ref {m}: ours / paper"] = "reference"
                 elif ref_key in entries:
                     ref_vals = _values(recs_of.get(ref_key, []), m)
                     p_ref = entries[ref_key].get("paper", {}).get(m)
-                    line[f"ours % vs ref {m}"] = (f"{mean / np.mean(ref_vals) - 1:+.1%}"
-                                                  if vals and ref_vals else "")
-                    line[f"paper % vs ref {m}"] = (f"{p / p_ref - 1:+.1%}"
-                                                   if p is not None and p_ref else "")
+                    ours = f"{mean / np.mean(ref_vals) - 1:+.1%}" if vals and ref_vals else "–"
+                    theirs = f"{p / p_ref - 1:+.1%}" if p is not None and p_ref else "–"
+                    line[f"vs ref {m}: ours / paper"] = f"{ours} / {theirs}"
             if spec.get("efficiency") and key[0] != "Baseline":
                 cost = {"row": key[1]}
                 for col in spec["efficiency"]:
