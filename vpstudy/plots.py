@@ -149,8 +149,10 @@ def sequence_strips(inputs: np.ndarray, targets: np.ndarray, predictions: dict[s
     return fig
 
 
-def accuracy_vs_cost(records: dict[str, dict], metric: str = "mse", extra_test: str | None = None):
-    """Test ``metric`` against parameters and against MACs (log x), one labelled point per model."""
+def accuracy_vs_cost(records: dict[str, dict], metric: str = "mse", extra_test: str | None = None,
+                     baselines: dict[str, float] | None = None):
+    """Test ``metric`` against parameters and against MACs (log x), one labelled point per model;
+    ``baselines`` (label -> value on the same test set) are drawn as dashed reference lines."""
     _style()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, key, xlabel in ((axes[0], "params", "parameters"), (axes[1], "macs", "MACs per sample (forward)")):
@@ -161,7 +163,11 @@ def accuracy_vs_cost(records: dict[str, dict], metric: str = "mse", extra_test: 
                 continue
             ax.scatter([x], [res[metric]], s=40, color=model_color(label))
             ax.annotate(label, (x, res[metric]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for label, value in (baselines or {}).items():
+            ax.axhline(value, ls="--", lw=1, color=model_color(label) or "grey", label=label)
         ax.set(xscale="log", xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if baselines:
+        axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -345,7 +345,8 @@ def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) ->
         _save(plots.learning_curves(list(trained.values()), list(trained)), p)
         figs.append(("Learning curves (training loss, validation MSE and SSIM)", p))
         p = out / "accuracy_vs_cost.png"
-        _save(plots.accuracy_vs_cost(trained), p)
+        base = {m: r["test"]["mse"] for m, r in models.items() if not r.get("history")}
+        _save(plots.accuracy_vs_cost(trained, baselines=base), p)
         figs.append(("Test MSE against parameters and against MACs", p))
     curves = time_to_accuracy_curves(name, profile, by_id)
     if curves:
@@ -411,7 +412,13 @@ def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[
         if m not in best or rec["test"]["mse"] < best[m]["test"]["mse"]:
             best[m] = rec
     path = out / f"efficiency_{profile}.png"
-    _save(plots.accuracy_vs_cost(dict(sorted(best.items()))), path)
+    base = {}
+    for rec in sorted(by_id.values(), key=lambda r: r["id"]):
+        c = rec["config"]
+        if c["model"] in ("last-frame", "all-black") and c["profile"] == profile \
+                and _test_set_of(c) == test_set:
+            base.setdefault(c["model"], rec["test"]["mse"])
+    _save(plots.accuracy_vs_cost(dict(sorted(best.items())), baselines=base), path)
     frame = test_set[3] // test_set[4]
     caption = (f"Test set: {test_set[2]} fixed Moving MNIST-2 sequences at {frame}×{frame} px, "
                f"the same for every point. Each point is the model's best run at profile `{profile}`: "
