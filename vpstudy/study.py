@@ -169,9 +169,9 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     for r in todo:
         if r.config.dataset not in absent:        # look for each dataset once, not once per run
             absent[r.config.dataset] = missing_data(r.config)
-        reason = absent[r.config.dataset]
-        if reason:
-            print(f"skipping {r.table}: {r.row}: {r.config.dataset} data not found ({reason})", flush=True)
+    skipped = sorted({(r.table, r.row, r.config.dataset) for r in todo if absent[r.config.dataset]})
+    for table, row, dataset in skipped:                # once per row, not once per seed
+        print(f"skipping {table}: {row}: {dataset} data not found ({absent[dataset]})", flush=True)
     todo = [r for r in todo if not absent[r.config.dataset]]
     for (table, row), profs in profile_only_rows(name, profile).items():
         print(f"skipping {table}: {row}: runs only at profile(s) {profs}", flush=True)
