@@ -1,4 +1,4 @@
-"""Command line: ``python -m vpstudy {train,describe,study,report} ...``.
+"""Command line: ``python -m vpstudy {train,describe,study,report,bench} ...``.
 
 The training flags are the config's field names (``--lambda2 0.1``, ``--batch-size 16`` or
 ``--batch_size 16``): the same names the notebooks take as papermill parameters.
@@ -84,6 +84,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vpstudy.bench import format_result, run_bench
+    from vpstudy.runs import atomic_write_json
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    log = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    result = run_bench(args.models, args.batch_size, frame_size=args.frame_size, rounds=args.rounds,
+                       warmup=args.warmup, device=args.device, precision=args.precision,
+                       eval_sequences=args.eval_sequences, generator_sequences=args.generator_sequences,
+                       matmul_size=args.matmul_size, log=log)
+    if args.out:
+        atomic_write_json(args.out, result)
+    print(json.dumps(result, sort_keys=True) if args.json else format_result(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vpstudy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,6 +138,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runs", default=None)
     r.add_argument("--out", default=None, help="output folder (default: $VPSTUDY_REPORTS or ./reports)")
     r.set_defaults(func=cmd_report)
+
+    cpu = make_config("cpu")        # the bench's defaults: the cpu profile's batch and frame size
+    b = sub.add_parser("bench", help="training step speed against the same-run matmul peak and fp32 eager",
+                       description="Time the training step of each model as the trainer runs it, its "
+                       "GFLOP/s and fraction of the same-run matmul peak, the plain fp32 eager step, "
+                       "the evaluation and generator rates; interleaved rounds, medians.")
+    b.add_argument("--models", nargs="+", default=["gsta"], help="models to time (default: gsta)")
+    b.add_argument("--batch-size", "--batch_size", nargs="+", type=int, default=[cpu.batch_size],
+                   help=f"batch sizes (default: the cpu profile's {cpu.batch_size})")
+    b.add_argument("--frame-size", "--frame_size", type=int, default=cpu.frame_size,
+                   help=f"frame side in pixels (default: the cpu profile's {cpu.frame_size}; the paper's 64)")
+    b.add_argument("--rounds", type=int, default=5, help="timed rounds; results are medians (default 5)")
+    b.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    b.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    b.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="the config's precision (auto: as the trainer decides per model)")
+    b.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    b.add_argument("--eval-sequences", type=int, default=16, help="clips in the evaluation batch")
+    b.add_argument("--generator-sequences", type=int, default=512, help="clips per generator call")
+    b.add_argument("--matmul-size", type=int, default=2048, help="side of the peak matmul")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--out", default=None, help="also write the result as JSON to this file")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

@@ -82,7 +82,7 @@ def native_bf16(device: torch.device) -> bool:
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     """bf16 autocast under ``precision='bf16'``, or under ``'auto'`` where the device has native
     bf16, unless the model's registry info says bf16 is slower for it on a CPU
-    (``cpu_bf16: False``, measured by ``scripts/benchmark.py``)."""
+    (``cpu_bf16: False``, measured by ``python -m vpstudy bench``)."""
     from vpstudy.models import model_info
 
     if cfg.precision == "bf16":

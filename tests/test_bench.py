@@ -1,0 +1,74 @@
+"""python -m vpstudy bench: structure and sanity of the result on a tiny configuration.
+
+Timings are not compared with thresholds (the machine may be busy); only their signs and the
+consistency of the derived numbers are checked.
+"""
+
+import json
+
+import pytest
+
+from vpstudy.__main__ import main
+from vpstudy.bench import format_result, interleave, run_bench
+
+TINY = dict(frame_size=16, rounds=2, warmup=1, eval_sequences=2, generator_sequences=8, matmul_size=256)
+TINY_FLAGS = ["--frame-size", "16", "--batch-size", "2", "--rounds", "1", "--warmup", "1",
+              "--eval-sequences", "2", "--generator-sequences", "8", "--matmul-size", "256"]
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run_bench(["gsta"], [2], device="cpu", **TINY)
+
+
+def test_result_structure_and_sane_values(result):
+    assert {"hardware", "torch", "threads", "device", "matmul_peak", "models", "generator"} <= set(result)
+    assert result["threads"] >= 1 and result["hardware"]["name"]
+    (r,) = result["models"]
+    assert (r["model"], r["batch_size"], r["frame_size"]) == ("gsta", 2, 16)
+    assert r["input_shape"] == [10, 1, 16, 16]
+    assert r["memory_format"] == "channels_last"
+    assert r["step_s"] > 0 and r["fp32_eager_step_s"] > 0
+    assert r["train_forward_flops_per_sample"] > 0
+    flops = r["train_forward_flops_per_sample"]
+    assert r["gflops_per_s"] == pytest.approx(3 * flops * 2 / r["step_s"] / 1e9)
+    # the peak is the same run's matmul in the precision the step uses
+    assert r["peak_precision"] == ("bf16" if r["precision"] == "bf16 autocast" else "fp32")
+    assert r["peak_gflops_per_s"] == result["matmul_peak"][r["peak_precision"]]["gflops_per_s"] > 0
+    assert 0 < r["fraction_of_peak"] <= 1.5 and 0 < r["fp32_eager_fraction_of_peak"] <= 1.5
+    assert r["fp32_eager_over_step"] > 0
+    assert r["fp32_eager_over_step"] == pytest.approx(r["fp32_eager_step_s"] / r["step_s"])
+    assert r["eval_metric_frames_per_s"] > 0 and result["generator"]["sequences_per_s"] > 0
+    assert all(len(v) == TINY["rounds"] and min(v) > 0 for v in result["times_s"].values())
+
+
+def test_result_is_json_and_prints(result):
+    assert json.loads(json.dumps(result)) == result
+    text = format_result(result)
+    assert "gsta batch 2" in text and "GFLOP/s" in text and "sequences/s" in text
+
+
+def test_interleave_rotates_the_order_and_skips_warmup():
+    order = []
+    timers = {k: (lambda k=k: order.append(k) or 1.0) for k in "abc"}
+    times = interleave(timers, rounds=2, warmup=1)
+    assert order == list("abc" "bca" "cab")
+    assert times == {k: [1.0, 1.0] for k in "abc"}
+
+
+def test_cli_json_and_out(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--models", "gsta", *TINY_FLAGS, "--json", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == json.loads(out.read_text())
+    assert printed["models"][0]["model"] == "gsta" and printed["models"][0]["step_s"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "last-frame"], "no trainable parameters"),
+    (["--models", "nope"], "unknown model"),
+    (["--rounds", "0"], "must be >= 1"),
+])
+def test_cli_rejects_bad_arguments_before_timing(args, message, capsys):
+    assert main(["bench", *args]) == 2
+    assert message in capsys.readouterr().err
