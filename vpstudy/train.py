@@ -461,39 +461,34 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
         run_model = torch.compile(model) if (cfg.compile and device.type == "cuda") else model
         criterion = VideoPredictionLoss(cfg.lambda1, cfg.lambda2, cfg.tau)
         epochs = cfg.epochs if optimizer is not None else 0
-        try:
-            for epoch in range(start_epoch, epochs):
-                t0 = time.perf_counter()
-                points: list[dict[str, Any]] = []
+        # a diverged (or any other failed) run is marked failed by failures_recorded above
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            points: list[dict[str, Any]] = []
 
-                def validate(step: int) -> dict[str, Any]:
-                    """Validation metrics now, kept as a point of the time-to-accuracy curve."""
-                    val, _ = evaluate(model, data.val, cfg, device, amp)
-                    done = epoch * cfg.steps_per_epoch + step
-                    points.append({"step": done, "sequences": done * cfg.batch_size,
-                                   "seconds": round(prov["train_seconds"] + time.perf_counter() - t0, 3),
-                                   "mse": val["mse"], "ssim": val["ssim"]})
-                    return val
+            def validate(step: int) -> dict[str, Any]:
+                """Validation metrics now, kept as a point of the time-to-accuracy curve."""
+                val, _ = evaluate(model, data.val, cfg, device, amp)
+                done = epoch * cfg.steps_per_epoch + step
+                points.append({"step": done, "sequences": done * cfg.batch_size,
+                               "seconds": round(prov["train_seconds"] + time.perf_counter() - t0, 3),
+                               "mse": val["mse"], "ssim": val["ssim"]})
+                return val
 
-                stats = _train_one_epoch(cfg, run_model, data, epoch, device, amp, criterion,
-                                         optimizer, scheduler, progress, validate)
-                val = validate(stats["steps"])
-                stats.update(epoch=epoch + 1, seconds=time.perf_counter() - t0,
-                             val={k: v for k, v in val.items() if k != "per_frame"},
-                             val_points=points)
-                history.append(stats)
-                prov["train_seconds"] += stats["seconds"]
-                save_checkpoint(rd.checkpoint_path, cfg, epoch, model, optimizer, scheduler, history)
-                rd.save(record)
-                log(f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.5f}  "
-                    f"val mse {val['mse']:.2f}  val ssim {val['ssim']:.4f}  ({stats['seconds']:.1f}s)")
-                if _stop_after_epoch is not None and epoch + 1 >= _stop_after_epoch:
-                    return record
-        except TrainingDiverged as e:
-            record.update(status="failed", error=str(e))
-            prov["end_time"] = runs.now()
+            stats = _train_one_epoch(cfg, run_model, data, epoch, device, amp, criterion,
+                                     optimizer, scheduler, progress, validate)
+            val = validate(stats["steps"])
+            stats.update(epoch=epoch + 1, seconds=time.perf_counter() - t0,
+                         val={k: v for k, v in val.items() if k != "per_frame"},
+                         val_points=points)
+            history.append(stats)
+            prov["train_seconds"] += stats["seconds"]
+            save_checkpoint(rd.checkpoint_path, cfg, epoch, model, optimizer, scheduler, history)
             rd.save(record)
-            raise
+            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.5f}  "
+                f"val mse {val['mse']:.2f}  val ssim {val['ssim']:.4f}  ({stats['seconds']:.1f}s)")
+            if _stop_after_epoch is not None and epoch + 1 >= _stop_after_epoch:
+                return record
 
         _finish(cfg, rd, record, model, data, device, amp, progress)
         rec = rd.load()
