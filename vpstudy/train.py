@@ -607,11 +607,28 @@ def baseline_config(cfg: TrainConfig, model: str = "last-frame") -> TrainConfig:
                                val_every=0, seed=0, compile=False)
 
 
+def baseline_record(cfg: TrainConfig, model: str = "last-frame", root: str | Path | None = None,
+                    wait_s: float = 300.0) -> dict[str, Any]:
+    """The completed record of a trivial baseline for ``cfg``'s test set (evaluated once, shared).
+
+    Runs of a study that go side by side all ask for the same baseline record; while another
+    process is evaluating it (a few seconds), wait for it instead of failing.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return train(baseline_config(cfg, model), root, progress=False, log=None)
+        except runs.RunLockedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def baseline_summary(cfg: TrainConfig, record: dict, root: str | Path | None = None) -> str:
     """A small table: the run's test metrics beside the last-frame and all-black predictors."""
     rows = [(cfg.model, record["test"])]
     for name in BASELINES:
-        rows.append((name, train(baseline_config(cfg, name), root, progress=False, log=None)["test"]))
+        rows.append((name, baseline_record(cfg, name, root)["test"]))
     lines = [f"test set: {cfg.test_sequences} sequences, profile {cfg.profile} "
              f"(MSE/MAE per frame, summed over pixels; SSIM with data_range 2 as published)",
              f"{'model':<12} {'MSE':>9} {'MAE':>9} {'SSIM':>7} {'SSIM(dr=1)':>10} {'PSNR':>7}"]
