@@ -74,7 +74,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from vpstudy.study import run_study
 
     return run_study(args.name, profile=args.profile, seeds=args.seeds, jobs=args.jobs,
-                     root=args.runs, only=args.only)
+                     root=args.runs, only=args.only, executor=args.executor)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=1, help="runs at once")
     s.add_argument("--runs", default=None)
     s.add_argument("--only", default=None, help="only runs whose table matches, e.g. 'Table 1'")
+    s.add_argument("--executor", default="notebook", choices=["notebook", "command"],
+                   help="notebook: papermill (default); command: `vpstudy train` (no Jupyter needed)")
     s.set_defaults(func=cmd_study)
 
     r = sub.add_parser("report", help="regenerate reports/ from the run records")

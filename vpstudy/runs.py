@@ -163,8 +163,14 @@ def _digest_into(h: Any, obj: Any) -> None:
 
 
 def git_commit(repo: Path | None = None) -> str | None:
-    """The current commit of the vpstudy checkout, with ``+dirty`` if tracked files changed."""
+    """The current commit of the vpstudy checkout, with ``+dirty`` if tracked files changed.
+
+    A copy without git metadata (a cluster node, a GPU machine given the working tree) names
+    its commit in ``$VPSTUDY_GIT_COMMIT``; None when neither is known.
+    """
     repo = repo or REPO
+    if not (repo / ".git").exists():
+        return os.environ.get("VPSTUDY_GIT_COMMIT") or None
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()

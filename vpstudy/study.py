@@ -153,13 +153,64 @@ def execute_notebook(run: StudyRun, root: Path, threads: int) -> Path:
     return out
 
 
+def train_command(run: StudyRun, root: Path) -> list[str]:
+    """The ``python -m vpstudy train`` command line that trains ``run`` without a notebook.
+
+    For machines without Jupyter (a cluster node, a bare GPU image): the same ``train()``
+    that the notebook calls, the same record. Checked to give ``run``'s config before use.
+    """
+    from vpstudy.__main__ import _config_from_args, build_parser
+
+    args = ["train"]
+    for k, v in run.params.items():
+        if k == "profile":
+            args += ["--profile", str(v)]
+        elif isinstance(v, bool):
+            args.append(f"--{'' if v else 'no-'}{k.replace('_', '-')}")
+        elif isinstance(v, (list, tuple)):
+            args += [f"--{k.replace('_', '-')}", *map(str, v)]
+        else:
+            args += [f"--{k.replace('_', '-')}", repr(v) if isinstance(v, float) else str(v)]
+    parsed = _config_from_args(build_parser().parse_args(args))
+    if runs.run_id(parsed.identity()) != run.run_id:
+        raise RuntimeError(f"the train command for {run.run_id} would run another config: {args}")
+    return [sys.executable, "-m", "vpstudy", *args, "--runs", str(root), "--no-progress"]
+
+
+def execute_command(run: StudyRun, root: Path, threads: int) -> Path:
+    """Train ``run`` in a child ``python -m vpstudy train``; its output goes to ``train.log``."""
+    import subprocess
+
+    study_dir = root / run.run_id
+    study_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(study_dir / "train.log", "w") as log:
+        done = subprocess.run(train_command(run, root), stdout=log, stderr=subprocess.STDOUT,
+                              cwd=str(REPO), env=env)
+    if done.returncode:
+        tail = (study_dir / "train.log").read_text().strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"vpstudy train exited with {done.returncode}: {tail[0]}")
+    return study_dir / "train.log"
+
+
+EXECUTORS = {"notebook": execute_notebook, "command": execute_command}
+
+
 def _mark_failed(root: Path, run: StudyRun, error: str) -> None:
     runs.mark_failed(runs.RunDir(root / run.run_id), error, run.config.to_dict())
 
 
 def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int = 1,
-              root: str | os.PathLike | None = None, only: str | None = None) -> int:
-    """Run every distinct config of study ``name``; return 0, or 1 if any run failed."""
+              root: str | os.PathLike | None = None, only: str | None = None,
+              executor: str = "notebook") -> int:
+    """Run every distinct config of study ``name``; return 0, or 1 if any run failed.
+
+    ``executor``: ``notebook`` (papermill, the executed notebook kept beside the record) or
+    ``command`` (``python -m vpstudy train``, for machines without Jupyter).
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r} is not allowed; choose one of {list(EXECUTORS)}")
+    execute = EXECUTORS[executor]
     profile = profile or default_profile()
     rows = study_runs(name, profile, seeds)
     if only:
@@ -189,7 +240,7 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     def one(run: StudyRun) -> tuple[StudyRun, str | None, float]:
         t = time.time()
         try:
-            execute_notebook(run, root, threads)
+            execute(run, root, threads)
             return run, None, time.time() - t
         except Exception as e:  # noqa: BLE001 - a failed run is recorded and the study goes on
             msg = f"{type(e).__name__}: {e}"
