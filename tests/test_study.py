@@ -24,10 +24,12 @@ def test_simvp_study_covers_tables_1_to_5_at_every_profile():
     assert (gl.model, gl.epochs, gl.batch_size, gl.lambda1, gl.activation) == ("gsta-l", 200, 16, 0.5, "starrelu")
     t1 = {r.row: r.config for r in rows if r.table == "Table 1"}
     assert t1["Crop and Flip"].augment == "crop+flip" and t1["Crop and Flip"].batch_size == 32
-    # the cpu profile keeps the paper's 100:200 epoch ratio and batch sizes, at 32x32 frames
+    # the cpu profile keeps the paper's 100:200 epoch ratio and 2:1 batch ratio (at half the
+    # paper's batch sizes), at 32x32 frames
     cpu = {(r.table, r.row): r.config for r in study_runs("simvp", "cpu")}
     assert cpu[("Table 4", "200 ep, bs 16, lambda2 0")].epochs == 2 * cpu[("Table 4", "100 ep, bs 16, lambda2 0")].epochs
-    assert cpu[("Table 4", "100 ep, bs 32, lambda2 0.5")].batch_size == 32
+    assert cpu[("Table 4", "100 ep, bs 32, lambda2 0.5")].batch_size == 16
+    assert cpu[("Table 4", "100 ep, bs 16, lambda2 0.1")].batch_size == 8
     assert {(c.frame_size, c.image_size) for c in cpu.values()} == {(32, 64)}
     assert ("Table 5", "SimVPv2-L (gSTA-L), lambda2 0") not in cpu      # paper profile only
     assert {c.frame_size for c in (r.config for r in rows)} == {64}
@@ -58,6 +60,9 @@ def test_profile_params_scale_epochs():
     entry = {"table": "T", "row": "r", "epochs": 200}
     assert profile_params(study, entry, "cpu")["epochs"] == 8
     assert profile_params(study, entry, "paper")["epochs"] == 200
+    assert profile_params(study, {**entry, "batch_size": 16}, "cpu")["batch_size"] == 8
+    assert profile_params(study, {**entry, "batch_size": 16}, "paper")["batch_size"] == 16
+    assert profile_params(study, entry, "cpu")["batch_size"] == 16          # the default 32, halved
 
 
 def _fake_record(root: Path, run, mse: float, ssim: float, history=True):
@@ -171,3 +176,18 @@ def test_report_never_mixes_profiles(tmp_path):
     by_id = runs_by_id(root)
     assert study_tables("simvp", "smoke", by_id)["Table 1"][0].set_index("row").loc["Disabled", "ours mse"] == "400.00"
     assert study_tables("simvp", "cpu", by_id)["Table 1"][0].set_index("row").loc["Disabled", "ours mse"] == "100.00"
+
+
+def test_train_command_gives_each_study_run_its_own_config(tmp_path):
+    from dataclasses import replace
+
+    from vpstudy.study import train_command
+
+    for name in ("simvp", "lightweight"):
+        for r in unique_runs(study_runs(name, "cpu", seeds=2)):
+            cmd = train_command(r, tmp_path)          # raises if the flags would train another config
+            assert cmd[1:4] == ["-m", "vpstudy", "train"] and cmd[-3:] == ["--runs", str(tmp_path), "--no-progress"]
+    r = study_runs("simvp", "cpu")[0]
+    wrong = replace(r, params={**r.params, "lr": r.params["lr"] * 2})
+    with pytest.raises(RuntimeError, match="another config"):
+        train_command(wrong, tmp_path)

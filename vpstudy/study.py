@@ -2,8 +2,8 @@
 
 A study file (``vpstudy/studies/<name>.toml``) lists every table row of a paper as a set
 of notebook parameters at the paper's settings, with the paper's numbers. Profiles map
-the paper's settings to the scale of the run (``[profiles.<name>]``: an ``epochs_scale``
-and overrides). :func:`study_runs` expands a study into concrete, validated configs;
+the paper's settings to the scale of the run (``[profiles.<name>]``: an ``epochs_scale``,
+a ``batch_scale`` and overrides). :func:`study_runs` expands a study into concrete, validated configs;
 :func:`run_study` executes each distinct config once per seed with papermill, keeps the
 executed notebook beside its run record, skips completed runs, and carries on past
 failures.
@@ -84,8 +84,11 @@ def profile_params(study: dict, entry: dict, profile: str) -> dict[str, Any]:
     """The notebook parameters of one study entry at ``profile``."""
     prof = dict(study.get("profiles", {}).get(profile, {}))
     scale = float(prof.pop("epochs_scale", 1.0))
+    batch_scale = float(prof.pop("batch_scale", 1.0))
     params = {**study.get("defaults", {}), **{k: v for k, v in entry.items() if k not in ROW_KEYS}}
     params["epochs"] = max(1, round(params["epochs"] * scale)) if "epochs" in params else None
+    if "batch_size" in params and batch_scale != 1.0:
+        params["batch_size"] = max(1, round(params["batch_size"] * batch_scale))
     for k, v in prof.items():
         params[k] = v
     params["profile"] = profile
