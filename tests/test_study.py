@@ -191,3 +191,24 @@ def test_train_command_gives_each_study_run_its_own_config(tmp_path):
     wrong = replace(r, params={**r.params, "lr": r.params["lr"] * 2})
     with pytest.raises(RuntimeError, match="another config"):
         train_command(wrong, tmp_path)
+
+
+def test_committed_records_keep_their_run_ids():
+    """Every committed record's config still hashes to its directory name, and every committed
+    cpu-profile run is a run of a study: a change to configs, profiles or study files that
+    would orphan recorded results fails here."""
+    import json
+
+    from vpstudy.config import TrainConfig
+
+    root = Path(__file__).resolve().parent.parent / "runs"
+    records = sorted(root.glob("*/record.json"))
+    if not records:
+        pytest.skip("no committed run records in this checkout")
+    study_ids = {r.run_id for name in ("simvp", "lightweight") for r in study_runs(name, "cpu", seeds=3)}
+    for path in records:
+        rec = json.loads(path.read_text())
+        cfg = TrainConfig.from_dict({k: v for k, v in rec["config"].items() if k != "extra"})
+        assert runs.run_id(cfg.identity()) == path.parent.name == rec["id"], path
+        if cfg.profile == "cpu":
+            assert path.parent.name in study_ids, f"{path.parent.name} is in no study at the cpu profile"

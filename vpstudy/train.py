@@ -81,14 +81,14 @@ def native_bf16(device: torch.device) -> bool:
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     """bf16 autocast under ``precision='bf16'``, or under ``'auto'`` where the device has native
-    bf16, unless the model's registry info says bf16 is slower for it on a CPU
-    (``cpu_bf16: False``, measured by ``python -m vpstudy bench``)."""
+    bf16, unless the model's registry info says bf16 is slower for it on this device type
+    (``fp32_on``, measured by ``python -m vpstudy bench``)."""
     from vpstudy.models import model_info
 
     if cfg.precision == "bf16":
         return torch.bfloat16
     if cfg.precision == "auto" and native_bf16(device):
-        if device.type == "cpu" and not model_info(cfg.model).get("cpu_bf16", True):
+        if device.type in model_info(cfg.model).get("fp32_on", ()):
             return None
         return torch.bfloat16
     return None

@@ -55,7 +55,7 @@ def register_model(name: str, builder: Builder, info: dict[str, Any]) -> None:
     `info` must hold 'family' (str), 'description' (str), 'reference_params' (int at
     in_shape (10, 1, 64, 64), or None if unknown) and 'activation_configurable' (bool);
     extra keys are kept as given; known ones: 'reference_flops' (forward FLOPs at batch 1),
-    'cpu_bf16' (False: train in fp32 on a CPU under precision 'auto', where bf16 is slower),
+    'fp32_on' (device types where precision 'auto' trains in fp32: bf16 autocast measured slower),
     'config' (preset hyper-parameters), 'in_shape' (the model's natural (T, C, H, W); read
     by `default_input_shape`, default (10, 1, 64, 64)).
     """
@@ -249,7 +249,9 @@ def _register_study2() -> None:
         "reference_params": 368_706,
         "reference_macs_per_step": 0.078e9,
         "activation_configurable": False,
-        "cpu_bf16": False,   # bf16 autocast measured ~1.6x slower than fp32 for it on a CPU
+        # bf16 autocast measured slower than fp32 for it (python -m vpstudy bench, batch 16):
+        # ~1.6x on the 2-core CPU (32x32), 5.2x on an H200 (64x64: 2.40 s/step against 0.46)
+        "fp32_on": ("cpu", "cuda"),
         "config": dict(conv="separable", ae_blocks=12, rpm_layers=8, attention_conv="pointwise"),
     })
     register_model("crevnet", _crevnet_builder("standard"), {
@@ -277,7 +279,7 @@ def _register_study2() -> None:
         "paper_params": "727.26K",
         "paper_note": bair_note.format(paper="727.26K params / 0.6G", kth="727,170 / 0.592 GMACs"),
         "activation_configurable": False,
-        "cpu_bf16": False,
+        "fp32_on": ("cpu", "cuda"),
         "in_shape": (10, 3, 64, 64),
         "config": dict(conv="separable", ae_blocks=14, rpm_layers=16, attention_conv="pointwise"),
     })
