@@ -74,7 +74,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     from vpstudy.study import run_study
 
     return run_study(args.name, profile=args.profile, seeds=args.seeds, jobs=args.jobs,
-                     root=args.runs, only=args.only, executor=args.executor)
+                     root=args.runs, only=args.only, executor=args.executor,
+                     cluster=args.cluster)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", default=None, help="only runs whose table matches, e.g. 'Table 1'")
     s.add_argument("--executor", default="notebook", choices=["notebook", "command"],
                    help="notebook: papermill (default); command: `vpstudy train` (no Jupyter needed)")
+    s.add_argument("--cluster", default=None,
+                   help="run on Dask distributed: local:N (N worker processes here) or a scheduler "
+                        "address, e.g. tcp://host:8786 (workers must share the runs root)")
     s.set_defaults(func=cmd_study)
 
     r = sub.add_parser("report", help="regenerate reports/ from the run records")

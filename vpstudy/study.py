@@ -17,9 +17,10 @@ import time
 import tomllib
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from vpstudy import runs
 from vpstudy.config import TrainConfig, default_profile, make_config
@@ -186,7 +187,7 @@ def execute_command(run: StudyRun, root: Path, threads: int) -> Path:
 
     study_dir = root / run.run_id
     study_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     with open(study_dir / "train.log", "w") as log:
         done = subprocess.run(train_command(run, root), stdout=log, stderr=subprocess.STDOUT,
                               cwd=str(REPO), env=env)
@@ -203,17 +204,55 @@ def _mark_failed(root: Path, run: StudyRun, error: str) -> None:
     runs.mark_failed(runs.RunDir(root / run.run_id), error, run.config.to_dict())
 
 
+def _local_workers(cluster: str) -> int:
+    n = cluster.split(":", 1)[1]
+    if not n.isdigit() or int(n) < 1:
+        raise ValueError(f"cluster={cluster!r}: write local:N with N >= 1 worker processes")
+    return int(n)
+
+
+@contextmanager
+def run_pool(jobs: int, cluster: str | None = None) -> Iterator[tuple[Callable, Callable]]:
+    """``(submit, as_completed)`` of the pool that executes a study's runs.
+
+    Without ``cluster``: ``jobs`` threads here, each driving one run in a child process. With
+    ``cluster``: Dask distributed, each run a task on a worker (give workers one thread each,
+    e.g. ``dask worker ADDRESS --nthreads 1``, and a runs root they all see): ``local:N``
+    starts N worker processes on this machine; any other value is a scheduler's address
+    (``tcp://host:8786``), e.g. of a dask-jobqueue cluster on Slurm.
+    """
+    if not cluster:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            yield pool.submit, as_completed
+        return
+    try:
+        from distributed import Client, LocalCluster
+        from distributed import as_completed as dask_completed
+    except ImportError as e:
+        raise RuntimeError("--cluster needs Dask distributed: pip install 'dask[distributed]'") from e
+    if cluster.startswith("local:"):
+        with LocalCluster(n_workers=_local_workers(cluster), threads_per_worker=1, processes=True,
+                          dashboard_address=None) as local, Client(local) as client:
+            yield (lambda f, *a: client.submit(f, *a, pure=False)), dask_completed
+    else:
+        with Client(cluster, timeout=30) as client:
+            yield (lambda f, *a: client.submit(f, *a, pure=False)), dask_completed
+
+
 def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int = 1,
               root: str | os.PathLike | None = None, only: str | None = None,
-              executor: str = "notebook") -> int:
+              executor: str = "notebook", cluster: str | None = None) -> int:
     """Run every distinct config of study ``name``; return 0, or 1 if any run failed.
 
     ``executor``: ``notebook`` (papermill, the executed notebook kept beside the record) or
-    ``command`` (``python -m vpstudy train``, for machines without Jupyter).
+    ``command`` (``python -m vpstudy train``, for machines without Jupyter). ``cluster``:
+    where runs execute (:func:`run_pool`); None: ``jobs`` at a time on this machine.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} is not allowed; choose one of {list(EXECUTORS)}")
     execute = EXECUTORS[executor]
+    if cluster and cluster.startswith("local:"):
+        _local_workers(cluster)                       # a bad value stops here, before any work
     profile = profile or default_profile()
     rows = study_runs(name, profile, seeds)
     if only:
@@ -235,8 +274,12 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     pending.sort(key=lambda r: r.config.seed)     # every row's first seed first, then the next
     print(f"study {name} at profile {profile}: {len(todo)} distinct runs "
           f"({len(rows)} table rows), {len(done)} already completed, {len(pending)} to run "
-          f"with {jobs} at once; runs root {root}", flush=True)
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+          f"{f'on Dask cluster {cluster}' if cluster else f'with {jobs} at once'}; runs root {root}",
+          flush=True)
+    if cluster and not cluster.startswith("local:"):
+        threads = 0                                   # each worker machine's own default
+    else:                                             # this machine's cores, shared by the runs
+        threads = max(1, (os.cpu_count() or 1) // (_local_workers(cluster) if cluster else max(1, jobs)))
     failures: list[tuple[StudyRun, str]] = []
     t0 = time.time()
 
@@ -250,9 +293,9 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
             _mark_failed(root, run, msg)
             return run, msg, time.time() - t
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(one, r) for r in pending]
-        for i, fut in enumerate(as_completed(futures), 1):
+    with run_pool(jobs, cluster) as (submit, completed):
+        futures = [submit(one, r) for r in pending]
+        for i, fut in enumerate(completed(futures), 1):
             run, err, secs = fut.result()
             status = "FAILED" if err else "done"
             print(f"[{i}/{len(pending)}] {status} {run.run_id} ({run.table}: {run.row}) in {secs:.0f}s",

@@ -1,0 +1,32 @@
+"""Studies on a cluster: a smoke study through a local 2-worker Dask cluster gives the same
+records as the local runner."""
+
+import json
+
+import pytest
+
+from vpstudy.study import run_study, study_runs
+
+pytest.importorskip("distributed")
+
+
+@pytest.mark.slow
+def test_dask_cluster_runs_a_study_like_the_local_runner(tmp_path):
+    local, dask = tmp_path / "local", tmp_path / "dask"
+    assert run_study("simvp", "smoke", only="Table 2", jobs=2, root=local, executor="command") == 0
+    assert run_study("simvp", "smoke", only="Table 2", root=dask, executor="command", cluster="local:2") == 0
+    ids = {r.run_id for r in study_runs("simvp", "smoke") if r.table == "Table 2"}
+    assert len(ids) == 2
+    for run_id in ids:
+        a = json.loads((local / run_id / "record.json").read_text())
+        b = json.loads((dask / run_id / "record.json").read_text())
+        assert a["status"] == b["status"] == "completed"
+        assert a["config"] == b["config"]
+        for metric in ("mse", "ssim"):       # same seed, same thread count: the same numbers
+            assert b["test"][metric] == pytest.approx(a["test"][metric], rel=1e-6), (run_id, metric)
+
+
+def test_bad_cluster_value_stops_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="local:N"):
+        run_study("simvp", "smoke", root=tmp_path, cluster="local:zero")
+    assert not any(tmp_path.iterdir())
