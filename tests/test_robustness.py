@@ -186,7 +186,7 @@ def test_corrupt_record_is_skipped_by_reports_and_named_by_training(trained_runs
 def test_any_error_during_training_marks_the_record_failed(tmp_path, monkeypatch):
     import vpstudy.train as T
 
-    def bad_image(cfg, data, epoch, device):
+    def bad_image(cfg, data, epoch, device, ranks=None):
         raise DataError("cannot read image file /data/bair/train/traj_7/0/3.png: truncated")
         yield
     monkeypatch.setattr(T, "train_batches", bad_image)

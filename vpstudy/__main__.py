@@ -42,10 +42,13 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from vpstudy.distributed import launched_ranks
     from vpstudy.train import baseline_summary, train
 
     cfg = _config_from_args(args)
     rec = train(cfg, args.runs, force=args.force, progress=not args.no_progress)
+    if not launched_ranks().main:             # under torchrun: rank 0 reports
+        return 0
     if not args.no_baselines:
         print(baseline_summary(cfg, rec, args.runs))
     if args.json:

@@ -267,6 +267,19 @@ class MetricAccumulator:
         self.num_frames = T
         self.num_sequences += B
 
+    def totals(self) -> np.ndarray:
+        """Everything accumulated, as one float64 vector (per-frame sums of each metric in
+        ``METRIC_NAMES`` order, then the sequence count): what ranks add up to merge shards."""
+        return np.concatenate([*(np.asarray(self._sums[k], dtype=np.float64) for k in METRIC_NAMES),
+                               [float(self.num_sequences)]])
+
+    def set_totals(self, totals: np.ndarray) -> None:
+        """The inverse of ``totals`` (for the same number of frames)."""
+        T = (len(totals) - 1) // len(METRIC_NAMES)
+        self._sums = {k: np.asarray(totals[i * T: (i + 1) * T], dtype=np.float64)
+                      for i, k in enumerate(METRIC_NAMES)}
+        self.num_frames, self.num_sequences = T, int(round(float(totals[-1])))
+
     def compute(self) -> dict:
         if self.num_sequences == 0:
             raise ValueError("MetricAccumulator.compute(): no batches yet; call update(pred, target) first")

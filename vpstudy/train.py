@@ -35,8 +35,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from vpstudy import runs
+from vpstudy import distributed, runs
 from vpstudy.config import TrainConfig
+from vpstudy.distributed import SINGLE, Ranks
 from vpstudy.losses import VideoPredictionLoss
 from vpstudy.metrics import MetricAccumulator
 from vpstudy.models import build_model
@@ -175,11 +176,13 @@ def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
     return (cfg.seed * 1_000_003 + epoch * 7_919 + 17) % (2**63 - 1)
 
 
-def train_batches(cfg: TrainConfig, data: StudyData, epoch: int,
-                  device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The epoch's (inputs, targets) batches: fresh sequences, seeded by (seed, epoch)."""
+def train_batches(cfg: TrainConfig, data: StudyData, epoch: int, device: torch.device,
+                  ranks: Ranks = SINGLE) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The epoch's (inputs, targets) batches: fresh sequences, seeded by (seed, epoch).
+    Under torchrun each rank keeps its contiguous slice of every global batch."""
     for x, y in _full_size_batches(cfg, data, epoch, device):
-        yield downsample_frames(x, cfg.downsample), downsample_frames(y, cfg.downsample)
+        part = ranks.shard(x.shape[0])
+        yield downsample_frames(x[part], cfg.downsample), downsample_frames(y[part], cfg.downsample)
 
 
 def _full_size_batches(cfg: TrainConfig, data: StudyData, epoch: int,
@@ -313,14 +316,18 @@ def predict(model: nn.Module, inputs: torch.Tensor, device: torch.device,
 
 def evaluate(model: nn.Module, sequences: torch.Tensor, cfg: TrainConfig, device: torch.device,
              amp: torch.dtype | None = None, batch_size: int | None = None,
-             keep: int = 0, progress: bool = False, desc: str = "test") -> tuple[dict, torch.Tensor | None]:
+             keep: int = 0, progress: bool = False, desc: str = "test",
+             ranks: Ranks = SINGLE) -> tuple[dict, torch.Tensor | None]:
     """Metrics of ``model`` on fixed ``sequences`` (N, T, C, H, W); also the first ``keep`` predictions.
 
-    A stochastic model (``stochastic = True``, e.g. svg) goes to `evaluate_stochastic`."""
+    A stochastic model (``stochastic = True``, e.g. svg) goes to `evaluate_stochastic`. Under
+    torchrun each rank evaluates its share of the sequences and the metric sums are added up
+    (every rank gets the metrics of all; the kept predictions are rank 0's first ones)."""
     from tqdm.auto import tqdm
 
     if getattr(_unwrap(model), "stochastic", False):
         return evaluate_stochastic(model, sequences, cfg, device, amp, batch_size, keep, progress, desc)
+    sequences = sequences[ranks.shard(sequences.shape[0])]
     batch_size = batch_size or max(cfg.batch_size, 16)
     acc = MetricAccumulator()
     kept = []
@@ -333,6 +340,8 @@ def evaluate(model: nn.Module, sequences: torch.Tensor, cfg: TrainConfig, device
         if sum(p.shape[0] for p in kept) < keep:
             kept.append(pred)
     preds = torch.cat(kept)[:keep] if kept else None
+    if ranks.world > 1:
+        acc.set_totals(distributed.sum_over_ranks(torch.from_numpy(acc.totals()), ranks).numpy())
     return acc.compute(), preds
 
 
@@ -406,17 +415,24 @@ def loss_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: Calla
 
 def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = False,
           progress: bool = True, log: Callable[[str], None] | None = print,
-          _stop_after_epoch: int | None = None) -> dict[str, Any]:
+          data_parallel: bool = True, _stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Train (or resume, or find) the run of ``cfg`` under ``root``; return its completed record.
 
     - A completed run with the same config and seed is returned as is, unless ``force``,
       which moves the old run directory aside and starts again.
     - A run that was interrupted resumes from its last checkpoint.
+    - Launched by torchrun (and ``data_parallel``), the ranks train it together
+      (`vpstudy.distributed`); rank 0 writes the checkpoint and the record.
     """
-    log = log or (lambda s: None)
+    ranks = distributed.launched_ranks() if data_parallel else SINGLE
+    if cfg.batch_size % ranks.world:
+        raise ValueError(f"batch_size={cfg.batch_size} (the global batch) does not split over "
+                         f"{ranks.world} processes; use a multiple of {ranks.world}")
+    log = (log or (lambda s: None)) if ranks.main else (lambda s: None)
+    progress = progress and ranks.main
     rid = runs.run_id(cfg.identity())
     rd = runs.RunDir(runs.runs_root(root) / rid)
-    if force and rd.path.exists():
+    if force and rd.path.exists() and ranks.main:
         runs.writable_runs_root(root)
         with rd.lock():                       # refused while another process trains this run
             log(f"force: moving the previous run aside to {rd.move_aside()}")
@@ -425,10 +441,11 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
         rec = rd.load()
         rec["_dir"] = str(rd.path)
         return rec
-    runs.writable_runs_root(root)             # a wrong runs root or a run in use fails before
-    rd.check_not_in_use()                     # data preparation
+    if ranks.main:
+        runs.writable_runs_root(root)         # a wrong runs root or a run in use fails before
+        rd.check_not_in_use()                 # data preparation
 
-    device = resolve_device(cfg.device)
+    device = distributed.setup(ranks, resolve_device(cfg.device))
     amp = autocast_dtype(cfg, device)
     data = prepare_data(cfg, device)          # fails here, before any training, on bad data
     torch.manual_seed(cfg.seed)               # the initial weights depend on the seed alone
@@ -436,7 +453,10 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
     model = model.to(memory_format=memory_format_for(model))
     optimizer, scheduler = make_optimizer(cfg, model)
 
-    with rd.lock(), runs.failures_recorded(rd, cfg.to_dict()):
+    distributed.barrier(ranks)                # rank 0 has moved a forced run aside
+    main_only = contextlib.nullcontext
+    with (rd.lock() if ranks.main else main_only()), \
+            (runs.failures_recorded(rd, cfg.to_dict()) if ranks.main else main_only()):
         if rd.status() == "completed":        # finished by another process meanwhile
             return {**rd.load(), "_dir": str(rd.path)}
         start_epoch, history = 0, []
@@ -451,12 +471,14 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
         prov = record.get("provenance") or runs.provenance(str(device), data.source, cfg.seed)
         prov.setdefault("resumed_at", [])
         prov["precision"] = "bf16 autocast" if amp else "fp32"
+        prov["world_size"] = ranks.world
         if start_epoch > 0:
             prov["resumed_at"].append(runs.now())
         record.update(id=rid, status="running", config=cfg.to_dict(), provenance=prov,
                       history=history, error=None)
         prov.setdefault("train_seconds", 0.0)
-        rd.save(record)
+        save = rd.save if ranks.main else (lambda rec: None)
+        save(record)
 
         run_model = torch.compile(model) if (cfg.compile and device.type == "cuda") else model
         criterion = VideoPredictionLoss(cfg.lambda1, cfg.lambda2, cfg.tau)
@@ -468,7 +490,7 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
 
             def validate(step: int) -> dict[str, Any]:
                 """Validation metrics now, kept as a point of the time-to-accuracy curve."""
-                val, _ = evaluate(model, data.val, cfg, device, amp)
+                val, _ = evaluate(model, data.val, cfg, device, amp, ranks=ranks)
                 done = epoch * cfg.steps_per_epoch + step
                 points.append({"step": done, "sequences": done * cfg.batch_size,
                                "seconds": round(prov["train_seconds"] + time.perf_counter() - t0, 3),
@@ -476,21 +498,23 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
                 return val
 
             stats = _train_one_epoch(cfg, run_model, data, epoch, device, amp, criterion,
-                                     optimizer, scheduler, progress, validate)
+                                     optimizer, scheduler, progress, validate, ranks)
             val = validate(stats["steps"])
             stats.update(epoch=epoch + 1, seconds=time.perf_counter() - t0,
                          val={k: v for k, v in val.items() if k != "per_frame"},
                          val_points=points)
             history.append(stats)
             prov["train_seconds"] += stats["seconds"]
-            save_checkpoint(rd.checkpoint_path, cfg, epoch, model, optimizer, scheduler, history)
-            rd.save(record)
+            if ranks.main:
+                save_checkpoint(rd.checkpoint_path, cfg, epoch, model, optimizer, scheduler, history)
+            save(record)
             log(f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.5f}  "
                 f"val mse {val['mse']:.2f}  val ssim {val['ssim']:.4f}  ({stats['seconds']:.1f}s)")
             if _stop_after_epoch is not None and epoch + 1 >= _stop_after_epoch:
                 return record
 
-        _finish(cfg, rd, record, model, data, device, amp, progress)
+        _finish(cfg, rd, record, model, data, device, amp, progress, ranks)
+        distributed.barrier(ranks)            # the record is written before any rank reads it
         rec = rd.load()
         rec["_dir"] = str(rd.path)
         log(f"run {rid} completed: test mse {rec['test']['mse']:.2f}  ssim {rec['test']['ssim']:.4f}")
@@ -498,7 +522,7 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
 
 
 def _train_one_epoch(cfg, model, data, epoch, device, amp, criterion, optimizer, scheduler,
-                     progress, validate) -> dict[str, Any]:
+                     progress, validate, ranks: Ranks = SINGLE) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     torch.manual_seed(epoch_seed(cfg, epoch))     # dropout/sampling randomness, resumable
@@ -508,19 +532,20 @@ def _train_one_epoch(cfg, model, data, epoch, device, amp, criterion, optimizer,
     bar = tqdm(total=cfg.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                leave=False)
     step = 0
-    for step, (x, y) in enumerate(train_batches(cfg, data, epoch, device), start=1):
+    for step, (x, y) in enumerate(train_batches(cfg, data, epoch, device, ranks), start=1):
         with autocast(device, amp):
             loss, parts = loss_of(model, x, y, criterion,
                                   progress=(epoch * cfg.steps_per_epoch + step) / total_steps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(model, ranks)
         optimizer.step()
         if cfg.schedule == "onecycle":
             scheduler.step()
         for k, v in {"loss": loss.detach(), **parts}.items():
             sums[k] = sums.get(k, 0) + torch.as_tensor(v, dtype=torch.float32, device=loss.device).detach()
         if step % LOG_EVERY == 0 or step == cfg.steps_per_epoch:
-            mean_loss = float(sums["loss"]) / step
+            mean_loss = float(distributed.sum_over_ranks(sums["loss"], ranks)) / (step * ranks.world)
             if not math.isfinite(mean_loss):
                 bar.close()
                 raise TrainingDiverged(
@@ -537,26 +562,31 @@ def _train_one_epoch(cfg, model, data, epoch, device, amp, criterion, optimizer,
     if cfg.schedule == "step":
         scheduler.step()
     return {"lr": optimizer.param_groups[0]["lr"], "steps": step,
-            **{k: float(v) / max(step, 1) for k, v in sums.items()}}
+            **{k: float(distributed.sum_over_ranks(v, ranks)) / (max(step, 1) * ranks.world)
+               for k, v in sums.items()}}
 
 
-def _finish(cfg, rd, record, model, data, device, amp, progress) -> None:
+def _finish(cfg, rd, record, model, data, device, amp, progress, ranks: Ranks = SINGLE) -> None:
     from vpstudy.efficiency import describe_model
 
     t0 = time.perf_counter()
-    test, preds = evaluate(model, data.test, cfg, device, amp, keep=NUM_SAMPLES, progress=progress)
+    test, preds = evaluate(model, data.test, cfg, device, amp, keep=NUM_SAMPLES, progress=progress,
+                           ranks=ranks)
     record["test"] = test
-    samples = {"inputs": to_uint8(data.test[:NUM_SAMPLES, : cfg.in_frames]),
-               "targets": to_uint8(data.test[:NUM_SAMPLES, cfg.in_frames: cfg.seq_len]),
+    k = len(preds)                            # NUM_SAMPLES, or fewer: rank 0's share
+    samples = {"inputs": to_uint8(data.test[:k, : cfg.in_frames]),
+               "targets": to_uint8(data.test[:k, cfg.in_frames: cfg.seq_len]),
                "predictions": to_uint8(preds)}
     record["extra_tests"] = {}
     for n, seqs in data.extra_tests.items():
         res, p = evaluate(model, seqs, cfg, device, amp, keep=NUM_SAMPLES, progress=progress,
-                          desc=f"test ({n} digits)")
+                          desc=f"test ({n} digits)", ranks=ranks)
         record["extra_tests"][str(n)] = res
-        samples[f"inputs_{n}"] = to_uint8(seqs[:NUM_SAMPLES, : cfg.in_frames])
-        samples[f"targets_{n}"] = to_uint8(seqs[:NUM_SAMPLES, cfg.in_frames: cfg.seq_len])
+        samples[f"inputs_{n}"] = to_uint8(seqs[:len(p), : cfg.in_frames])
+        samples[f"targets_{n}"] = to_uint8(seqs[:len(p), cfg.in_frames: cfg.seq_len])
         samples[f"predictions_{n}"] = to_uint8(p)
+    if not ranks.main:
+        return
     buf = io.BytesIO()
     np.savez_compressed(buf, **samples)
     runs.atomic_write_bytes(rd.samples_path, buf.getvalue())
@@ -617,7 +647,8 @@ def baseline_record(cfg: TrainConfig, model: str = "last-frame", root: str | Pat
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return train(baseline_config(cfg, model), root, progress=False, log=None)
+            return train(baseline_config(cfg, model), root, progress=False, log=None,
+                         data_parallel=False)
         except runs.RunLockedError:
             if time.monotonic() > deadline:
                 raise
