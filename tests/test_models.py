@@ -247,3 +247,27 @@ def test_default_input_shape(monkeypatch):
     assert models.default_input_shape("kth-toy") == (10, 1, 128, 128)
     with pytest.raises(ValueError, match="unknown model"):
         models.default_input_shape("nope")
+
+
+@pytest.mark.parametrize("size", [4, 8, 16])
+@pytest.mark.parametrize("kernel,dilation", [(7, 3), (5, 1), (3, 1)])
+def test_depthwise_conv_equals_the_full_convolution(size, kernel, dilation):
+    """gSTA's depthwise convs skip the taps that only see padding (7x7, dilation 3 on maps
+    under 10 px) and run in fp32 on the CPU: same output and gradients as nn.Conv2d."""
+    from torch.nn import functional as F
+
+    from vpstudy.models.layers import DepthwiseConv2d
+
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(6, kernel, dilation)
+    assert sum(p.numel() for p in conv.parameters()) == 6 * kernel * kernel + 6
+    x = torch.randn(2, 6, size, size, requires_grad=True)
+    ref = F.conv2d(x, conv.weight, conv.bias, 1, conv.padding, conv.dilation, 6)
+    out = conv(x)
+    assert out.shape == ref.shape == x.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(out.square().sum(), (x, conv.weight, conv.bias)),
+                    torch.autograd.grad(ref.square().sum(), (x, conv.weight, conv.bias))):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):          # fp32 inside, whatever the input
+        assert conv(x.bfloat16()).dtype == torch.float32

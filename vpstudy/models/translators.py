@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import check_activation, drop_path_rates, make_activation, make_drop_path
+from .layers import DepthwiseConv2d, check_activation, drop_path_rates, make_activation, make_drop_path
 
 TRANSLATORS: tuple[str, ...] = ("incepu", "gsta", "poolformer")
 
@@ -143,8 +143,8 @@ class LargeKernelGate(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.local = nn.Conv2d(dim, dim, kernel_size=5, padding=2, groups=dim)
-        self.dilated = nn.Conv2d(dim, dim, kernel_size=7, padding=9, dilation=3, groups=dim)
+        self.local = DepthwiseConv2d(dim, kernel_size=5)
+        self.dilated = DepthwiseConv2d(dim, kernel_size=7, dilation=3)
         self.to_gate = nn.Conv2d(dim, 2 * dim, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
