@@ -84,7 +84,8 @@ def jupyterlab(env: dict[str, str], log_path: Path, timeout: float = 120):
         shutil.rmtree(settings, ignore_errors=True)
 
 
-ALL_RUN = ("() => { const prompts = Array.from(document.querySelectorAll('" + VISIBLE + " .jp-CodeCell .jp-InputPrompt'));"
+ALL_RUN = ("() => { const prompts = Array.from(document.querySelectorAll('" + VISIBLE
+           + " .jp-CodeCell .jp-InputPrompt'));"
            " return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent)); }")
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, then run the whole test suite: unit tests, the kill-and-resume test, the
+# Set up, then lint and run the whole test suite: unit tests, the kill-and-resume test, the
 # notebooks under nbval (smoke profile) and the explorer in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +13,5 @@ fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 export VPSTUDY_PROFILE=smoke VPSTUDY_RUNS="$scratch/runs" VPSTUDY_REPORTS="$scratch/reports" VPSTUDY_CACHE="$scratch/cache"
+ruff check vpstudy tests scripts                     # lint (pyproject.toml [tool.ruff])
 python -m pytest -q --nbval-lax tests notebooks "$@"

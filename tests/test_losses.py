@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vpstudy.losses import (VideoPredictionLoss, differential_divergence_loss,
-                            gradient_difference_loss)
+from vpstudy.losses import VideoPredictionLoss, differential_divergence_loss, gradient_difference_loss
 
 
 def video(frames):

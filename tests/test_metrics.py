@@ -9,8 +9,16 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from vpstudy.metrics import (METRIC_INFO, PSNR_MAX_DB, MetricAccumulator, compute_metrics,
-                             mae_per_frame, mse_per_frame, psnr_per_frame, ssim_per_frame)
+from vpstudy.metrics import (
+    METRIC_INFO,
+    PSNR_MAX_DB,
+    MetricAccumulator,
+    compute_metrics,
+    mae_per_frame,
+    mse_per_frame,
+    psnr_per_frame,
+    ssim_per_frame,
+)
 
 
 def random_pair(seed, shape=(2, 3, 1, 16, 16)):

@@ -8,10 +8,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vpstudy.models.predrnn import (PredRNN, SpatioTemporalLSTMCell, predrnn_bair, predrnn_kth,
-                                    predrnn_mnist, scheduled_sampling_prob)
-from vpstudy.models.predrnnpp import (CausalLSTMCell, GradientHighwayUnit, PredRNNpp,
-                                      predrnnpp_bair, predrnnpp_kth, predrnnpp_mnist)
+from vpstudy.models.predrnn import (
+    PredRNN,
+    SpatioTemporalLSTMCell,
+    predrnn_bair,
+    predrnn_kth,
+    predrnn_mnist,
+    scheduled_sampling_prob,
+)
+from vpstudy.models.predrnnpp import (
+    CausalLSTMCell,
+    GradientHighwayUnit,
+    PredRNNpp,
+    predrnnpp_bair,
+    predrnnpp_kth,
+    predrnnpp_mnist,
+)
+
 
 @pytest.fixture(autouse=True)
 def one_thread():

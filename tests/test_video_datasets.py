@@ -1,5 +1,4 @@
 """KTH / BAIR loaders and the TFRecord codec, on small fixtures written in the real layouts."""
-import shutil
 import struct
 
 import numpy as np
@@ -9,10 +8,22 @@ import torch
 from vpstudy.data import tfrecord
 from vpstudy.data.errors import DataError
 from vpstudy.data.fixtures import (
-    BAIR_FIXTURE_SQUARE_RGB, KTH_FIXTURE_BACKGROUND, KTH_FIXTURE_FOREGROUND,
-    bair_fixture_frames, write_bair_png_fixture, write_bair_tfrecord_fixture, write_kth_fixture)
+    BAIR_FIXTURE_SQUARE_RGB,
+    KTH_FIXTURE_BACKGROUND,
+    KTH_FIXTURE_FOREGROUND,
+    bair_fixture_frames,
+    write_bair_png_fixture,
+    write_bair_tfrecord_fixture,
+    write_kth_fixture,
+)
 from vpstudy.data.video_datasets import (
-    BAIRDataset, BAIRTFRecordDataset, KTHDataset, iterate_batches, kth_clip_starts, load_clips)
+    BAIRDataset,
+    BAIRTFRecordDataset,
+    KTHDataset,
+    iterate_batches,
+    kth_clip_starts,
+    load_clips,
+)
 
 KTH3 = ("boxing", "jogging", "walking")
 

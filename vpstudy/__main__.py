@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from vpstudy.config import TrainConfig, make_config
 from vpstudy.runs import RunError

@@ -166,9 +166,10 @@ def _non_negative(name: str, value: Any) -> None:
 
 
 def _validate(c: TrainConfig) -> None:
-    from vpstudy.models import MODEL_NAMES  # local import: models import torch
-
-    from vpstudy.models import model_info
+    from vpstudy.models import (
+        MODEL_NAMES,  # local import: models import torch
+        model_info,
+    )
 
     _choice("model", c.model, tuple(MODEL_NAMES))
     if c.activation != "gelu" and not model_info(c.model).get("activation_configurable"):

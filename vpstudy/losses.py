@@ -66,8 +66,9 @@ def gradient_difference_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.
     Gradients are kornia's first-order Sobel ``spatial_gradient(mode='sobel',
     normalized=True)``: the 3×3 Sobel kernels divided by 8, so a ramp of slope s gives s.
     This is kornia's default; the study only says "a Sobel operator through the Kornia
-    library", so we assume the default (normalized=False would scale the GDL by 64). kornia replicates the border, so adding a constant to an image
-    leaves its gradients, borders included, unchanged.
+    library", so we assume the default (normalized=False would scale the GDL by 64). kornia
+    replicates the border, so adding a constant to an image leaves its gradients, borders
+    included, unchanged.
 
     Args:
         pred, target: (B, T, C, H, W) tensors.

@@ -25,8 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from vpstudy import plots, runs, stats  # noqa: E402
-from vpstudy.study import (StudyRun, load_study, profile_only_rows, profile_params,  # noqa: E402
-                           study_names, study_runs)
+from vpstudy.study import StudyRun, load_study, profile_only_rows, profile_params, study_names, study_runs  # noqa: E402
 
 PNG_META = {"Software": None}
 PROFILE_NOTES = {

@@ -15,7 +15,6 @@ import os
 import sys
 import time
 import tomllib
-import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass

@@ -26,8 +26,7 @@ from typing import Any, Iterator
 
 import torch
 
-from vpstudy.data.video_datasets import (BAIRDataset, BAIRTFRecordDataset, KTHDataset, iterate_batches,
-                                         load_clips)
+from vpstudy.data.video_datasets import BAIRDataset, BAIRTFRecordDataset, KTHDataset, iterate_batches, load_clips
 
 
 class ClipStream:

@@ -32,8 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .predrnn import (SAMPLING_STOP_PROGRESS, PatchedRecurrentPredictor, _check_filter_size,
-                      _check_hidden)
+from .predrnn import SAMPLING_STOP_PROGRESS, PatchedRecurrentPredictor, _check_filter_size, _check_hidden
 
 
 def _gate_conv(in_channels: int, out_channels: int, filter_size: int, bias: bool,

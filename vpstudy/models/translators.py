@@ -23,7 +23,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .layers import DepthwiseConv2d, check_activation, drop_path_rates, make_activation, make_drop_path
 
