@@ -213,3 +213,24 @@ def test_committed_records_keep_their_run_ids():
         assert runs.run_id(cfg.identity()) == path.parent.name == rec["id"], path
         if cfg.profile == "cpu":
             assert path.parent.name in study_ids, f"{path.parent.name} is in no study at the cpu profile"
+
+
+def test_report_keeps_wall_times_and_curves_of_different_machines_apart(tmp_path):
+    from vpstudy.report import time_to_accuracy_curves, wall_time_text
+
+    root = tmp_path / "runs"
+    rows = {(r.table, r.row): r for r in study_runs("simvp", "smoke", seeds=2)}
+    gsta0 = rows[("Table 5", "SimVPv2 (gSTA), lambda2 0")]
+    pool = rows[("Table 5", "PoolFormer, lambda2 0")]
+    for run, machine, secs in ((gsta0, "NVIDIA H200", 60.0), (pool, "CPU (2 threads)", 600.0)):
+        _fake_record(root, run, 30.0, 0.6)
+        rd = runs.RunDir(root / run.run_id)
+        rec = rd.load()
+        rec["provenance"].update(hardware={"name": machine}, wall_time_s=secs)
+        rec["history"][0]["val_points"] = [{"step": 1, "sequences": 4, "seconds": secs, "mse": 30.0, "ssim": 0.6}]
+        rd.save(rec)
+    _, info = study_tables("simvp", "smoke", runs_by_id(root))["Table 5"]
+    assert wall_time_text(info["wall_time_by_hardware"]) == (
+        "CPU (2 threads) 10.0 min over 1 run; NVIDIA H200 1.0 min over 1 run")
+    curves = time_to_accuracy_curves("simvp", "smoke", runs_by_id(root))
+    assert set(curves) == {"gsta (NVIDIA H200)", "poolformer (CPU)"}

@@ -44,12 +44,15 @@ def time_to_accuracy(curves: dict[str, list[list[dict]]], baselines: dict[str, f
     """
     _style()
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.9))
+    styles: dict[str, str] = {}                  # one line style per "(machine)" in the labels
     for label, runs_points in curves.items():
         color = model_color(label)
+        machine = label.partition(" (")[2]
+        style = styles.setdefault(machine, ("-", ":", "-.", "--")[len(styles) % 4])
         for i, pts in enumerate(runs_points):
             for ax, key in ((axes[0], "seconds"), (axes[1], "sequences")):
                 x = [p[key] / (60 if key == "seconds" else 1) for p in pts]
-                ax.plot(x, [p["mse"] for p in pts], color=color, alpha=0.85, lw=1.4,
+                ax.plot(x, [p["mse"] for p in pts], color=color, alpha=0.85, lw=1.4, ls=style,
                         label=label if i == 0 else None)
     for label, mse in (baselines or {}).items():
         for ax in axes:

@@ -285,8 +285,18 @@ def _provenance_summary(recs: list[dict], profile: str) -> dict[str, Any]:
     commits = sorted({(p.get("git_commit") or "?")[:12] for p in prov})
     seeds = sorted({r["config"]["seed"] for r in recs})
     wall = sum(p.get("wall_time_s") or 0 for p in prov)
+    by_hw: dict[str, list[float]] = {}                # wall time means something per machine
+    for p in prov:
+        by_hw.setdefault((p.get("hardware") or {}).get("name", "?"), []).append(p.get("wall_time_s") or 0)
     return {"profile": profile, "runs": len(recs), "hardware": hw, "data_source": src,
-            "commits": commits, "seeds": seeds, "wall_time_s": wall}
+            "commits": commits, "seeds": seeds, "wall_time_s": wall,
+            "wall_time_by_hardware": {h: (len(w), sum(w)) for h, w in sorted(by_hw.items())}}
+
+
+def wall_time_text(by_hardware: dict[str, tuple[int, float]]) -> str:
+    """'CPU (…) 41.0 min over 3 runs; NVIDIA H200 4.2 min over 2 runs'."""
+    return "; ".join(f"{h} {s / 60:.1f} min over {n} run{'s' * (n != 1)}"
+                     for h, (n, s) in by_hardware.items()) or "–"
 
 
 def _shown_path(path: Path) -> str:
@@ -353,8 +363,8 @@ def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) ->
         p = out / "time_to_accuracy.png"
         _save(plots.time_to_accuracy(curves, {f"{m} (test)": v for m, v in base.items()}), p)
         figs.append(("Time to accuracy: validation MSE against training wall time and against "
-                     "training sequences, every seed of each model of the table (dashed: the "
-                     "baselines' test MSE)", p))
+                     "training sequences, every seed of each model of the table, by machine "
+                     "where they ran on several (dashed: the baselines' test MSE)", p))
     p = out / "qualitative.png"
     _save(qualitative_grid(models), p)
     figs.append(("Qualitative grid: 10 inputs, 10 targets and each model's predictions on the same "
@@ -370,7 +380,8 @@ def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) ->
 
 def time_to_accuracy_curves(name: str, profile: str, by_id: dict[str, dict]) -> dict[str, list[list[dict]]]:
     """Validation curves (``val_points`` of every epoch) of the figures table's models, all seeds;
-    the first row of each model only (e.g. Table 5's lambda2 = 0 rows)."""
+    the first row of each model only (e.g. Table 5's lambda2 = 0 rows). Labelled by model, and
+    by the machine too where runs ran on several (their wall times are not comparable)."""
     study = load_study(name)
     table = study.get("figures_table")
     curves: dict[str, list[list[dict]]] = {}
@@ -384,8 +395,11 @@ def time_to_accuracy_curves(name: str, profile: str, by_id: dict[str, dict]) -> 
             continue
         points = [p for h in rec["history"] for p in h.get("val_points", [])]
         if points:
-            curves.setdefault(model, []).append(points)
-    return curves
+            machine = ((rec.get("provenance") or {}).get("hardware") or {}).get("name", "?")
+            curves.setdefault((model, machine.split(" (")[0]), []).append(points)
+    if len({machine for _, machine in curves}) == 1:          # name the machine only if several
+        return {model: pts for (model, _), pts in curves.items()}
+    return {f"{model} ({machine})": pts for (model, machine), pts in curves.items()}
 
 
 def _test_set_of(cfg: dict) -> tuple:
@@ -531,8 +545,8 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                 md += [
                        f"Runs: {info['runs']} (seeds {info['seeds']}); profile `{profile}`; hardware: "
                        f"{', '.join(info['hardware']) or '–'}; data: {'; '.join(info['data_source']) or '–'}; "
-                       f"code: {', '.join(info['commits']) or '–'}; training wall time "
-                       f"{info['wall_time_s'] / 60:.1f} min.", ""]
+                       f"code: {', '.join(info['commits']) or '–'}; wall time (training and test) "
+                       f"by machine: {wall_time_text(info['wall_time_by_hardware'])}.", ""]
                 if info["comparisons"]:
                     md += [f"**{table}: comparisons over seeds** (Welch's 95% interval of the "
                            f"difference row − reference; *detected* when it excludes 0)", "",
