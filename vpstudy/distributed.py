@@ -74,7 +74,7 @@ def average_gradients(model: nn.Module, ranks: Ranks) -> None:
 
 
 def sum_over_ranks(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
-    """``values`` summed over ranks (float64, on the CPU or the rank's device as given)."""
+    """``values`` summed over ranks (a new tensor; ``values`` itself when there is one rank)."""
     if ranks.world == 1:
         return values
     out = values.clone()

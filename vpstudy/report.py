@@ -284,12 +284,11 @@ def _provenance_summary(recs: list[dict], profile: str) -> dict[str, Any]:
     src = sorted({p.get("data_source", "?") for p in prov})
     commits = sorted({(p.get("git_commit") or "?")[:12] for p in prov})
     seeds = sorted({r["config"]["seed"] for r in recs})
-    wall = sum(p.get("wall_time_s") or 0 for p in prov)
     by_hw: dict[str, list[float]] = {}                # wall time means something per machine
     for p in prov:
         by_hw.setdefault((p.get("hardware") or {}).get("name", "?"), []).append(p.get("wall_time_s") or 0)
     return {"profile": profile, "runs": len(recs), "hardware": hw, "data_source": src,
-            "commits": commits, "seeds": seeds, "wall_time_s": wall,
+            "commits": commits, "seeds": seeds,
             "wall_time_by_hardware": {h: (len(w), sum(w)) for h, w in sorted(by_hw.items())}}
 
 

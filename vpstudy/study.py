@@ -16,7 +16,7 @@ import sys
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -228,14 +228,15 @@ def run_pool(jobs: int, cluster: str | None = None) -> Iterator[tuple[Callable, 
         from distributed import Client, LocalCluster
         from distributed import as_completed as dask_completed
     except ImportError as e:
-        raise RuntimeError("--cluster needs Dask distributed: pip install 'dask[distributed]'") from e
-    if cluster.startswith("local:"):
-        with LocalCluster(n_workers=_local_workers(cluster), threads_per_worker=1, processes=True,
-                          dashboard_address=None) as local, Client(local) as client:
-            yield (lambda f, *a: client.submit(f, *a, pure=False)), dask_completed
-    else:
-        with Client(cluster, timeout=30) as client:
-            yield (lambda f, *a: client.submit(f, *a, pure=False)), dask_completed
+        raise RuntimeError("--cluster needs Dask distributed: pip install -e '.[cluster]'") from e
+    with ExitStack() as stack:
+        if cluster.startswith("local:"):
+            address = stack.enter_context(LocalCluster(n_workers=_local_workers(cluster), threads_per_worker=1,
+                                                       processes=True, dashboard_address=None))
+        else:
+            address = cluster
+        client = stack.enter_context(Client(address, timeout=30))
+        yield (lambda f, *a: client.submit(f, *a, pure=False)), dask_completed
 
 
 def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int = 1,
@@ -250,8 +251,8 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} is not allowed; choose one of {list(EXECUTORS)}")
     execute = EXECUTORS[executor]
-    if cluster and cluster.startswith("local:"):
-        _local_workers(cluster)                       # a bad value stops here, before any work
+    local = not cluster or cluster.startswith("local:")
+    workers = _local_workers(cluster) if cluster and local else max(1, jobs)   # a bad value stops here
     profile = profile or default_profile()
     rows = study_runs(name, profile, seeds)
     if only:
@@ -275,10 +276,8 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
           f"({len(rows)} table rows), {len(done)} already completed, {len(pending)} to run "
           f"{f'on Dask cluster {cluster}' if cluster else f'with {jobs} at once'}; runs root {root}",
           flush=True)
-    if cluster and not cluster.startswith("local:"):
-        threads = 0                                   # each worker machine's own default
-    else:                                             # this machine's cores, shared by the runs
-        threads = max(1, (os.cpu_count() or 1) // (_local_workers(cluster) if cluster else max(1, jobs)))
+    # this machine's cores shared by its runs; on a remote cluster, each worker machine's default
+    threads = max(1, (os.cpu_count() or 1) // workers) if local else 0
     failures: list[tuple[StudyRun, str]] = []
     t0 = time.time()
 

@@ -573,20 +573,20 @@ def _finish(cfg, rd, record, model, data, device, amp, progress, ranks: Ranks = 
     test, preds = evaluate(model, data.test, cfg, device, amp, keep=NUM_SAMPLES, progress=progress,
                            ranks=ranks)
     record["test"] = test
+    extra = {n: evaluate(model, seqs, cfg, device, amp, keep=NUM_SAMPLES, progress=progress,
+                         desc=f"test ({n} digits)", ranks=ranks) for n, seqs in data.extra_tests.items()}
+    if not ranks.main:                        # every rank takes part in the evaluations above
+        return
+    record["extra_tests"] = {str(n): res for n, (res, _) in extra.items()}
     k = len(preds)                            # NUM_SAMPLES, or fewer: rank 0's share
     samples = {"inputs": to_uint8(data.test[:k, : cfg.in_frames]),
                "targets": to_uint8(data.test[:k, cfg.in_frames: cfg.seq_len]),
                "predictions": to_uint8(preds)}
-    record["extra_tests"] = {}
-    for n, seqs in data.extra_tests.items():
-        res, p = evaluate(model, seqs, cfg, device, amp, keep=NUM_SAMPLES, progress=progress,
-                          desc=f"test ({n} digits)", ranks=ranks)
-        record["extra_tests"][str(n)] = res
+    for n, (_, p) in extra.items():
+        seqs = data.extra_tests[n]
         samples[f"inputs_{n}"] = to_uint8(seqs[:len(p), : cfg.in_frames])
         samples[f"targets_{n}"] = to_uint8(seqs[:len(p), cfg.in_frames: cfg.seq_len])
         samples[f"predictions_{n}"] = to_uint8(p)
-    if not ranks.main:
-        return
     buf = io.BytesIO()
     np.savez_compressed(buf, **samples)
     runs.atomic_write_bytes(rd.samples_path, buf.getvalue())
