@@ -30,3 +30,9 @@ def test_bad_cluster_value_stops_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="local:N"):
         run_study("simvp", "smoke", root=tmp_path, cluster="local:zero")
     assert not any(tmp_path.iterdir())
+
+
+def test_bad_thread_count_stops_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="threads=0"):
+        run_study("simvp", "smoke", root=tmp_path, threads=0)
+    assert not any(tmp_path.iterdir())

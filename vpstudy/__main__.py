@@ -78,7 +78,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     return run_study(args.name, profile=args.profile, seeds=args.seeds, jobs=args.jobs,
                      root=args.runs, only=args.only, executor=args.executor,
-                     cluster=args.cluster)
+                     cluster=args.cluster, threads=args.threads)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default=None)
     s.add_argument("--seeds", type=int, default=1, help="seeds per run (0..N-1)")
     s.add_argument("--jobs", type=int, default=1, help="runs at once")
+    s.add_argument("--threads", type=int, default=None,
+                   help="torch threads per run (default: this machine's cores / jobs)")
     s.add_argument("--runs", default=None)
     s.add_argument("--only", default=None, help="only runs whose table matches, e.g. 'Table 1'")
     s.add_argument("--executor", default="notebook", choices=["notebook", "command"],

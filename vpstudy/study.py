@@ -241,8 +241,11 @@ def run_pool(jobs: int, cluster: str | None = None) -> Iterator[tuple[Callable, 
 
 def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int = 1,
               root: str | os.PathLike | None = None, only: str | None = None,
-              executor: str = "notebook", cluster: str | None = None) -> int:
+              executor: str = "notebook", cluster: str | None = None, threads: int | None = None) -> int:
     """Run every distinct config of study ``name``; return 0, or 1 if any run failed.
+
+    ``threads``: torch threads per run (default: this machine's cores shared by its runs), e.g.
+    1 to leave a core free for other work.
 
     ``executor``: ``notebook`` (papermill, the executed notebook kept beside the record) or
     ``command`` (``python -m vpstudy train``, for machines without Jupyter). ``cluster``:
@@ -251,6 +254,8 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} is not allowed; choose one of {list(EXECUTORS)}")
     execute = EXECUTORS[executor]
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads={threads} must be a positive integer (torch threads per run)")
     local = not cluster or cluster.startswith("local:")
     workers = _local_workers(cluster) if cluster and local else max(1, jobs)   # a bad value stops here
     profile = profile or default_profile()
@@ -277,7 +282,7 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
           f"{f'on Dask cluster {cluster}' if cluster else f'with {jobs} at once'}; runs root {root}",
           flush=True)
     # this machine's cores shared by its runs; on a remote cluster, each worker machine's default
-    threads = max(1, (os.cpu_count() or 1) // workers) if local else 0
+    threads = threads or (max(1, (os.cpu_count() or 1) // workers) if local else 0)
     failures: list[tuple[StudyRun, str]] = []
     t0 = time.time()
 
