@@ -13,13 +13,25 @@ def _isolated_cache(cache_dir, monkeypatch):
     monkeypatch.delenv("VPSTUDY_MNIST_DIR", raising=False)
 
 
+@pytest.fixture
+def one_thread():
+    """Small models on a busy 2-core machine: OpenMP sync costs more than a second thread saves.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory, cache_dir):
     """A runs root with two tiny completed runs (poolformer, last-frame), trained once per session."""
     import os
 
-    from vpstudy.config import make_config
-    from vpstudy.train import baseline_config, train
+    from vpstudy.config import baseline_config, make_config
+    from vpstudy.train import train
 
     old = os.environ.get("VPSTUDY_CACHE")
     os.environ["VPSTUDY_CACHE"] = str(cache_dir)

@@ -22,5 +22,15 @@ def test_train_rejects_bad_parameters_before_any_work(capsys, tmp_path):
     assert main(["train", "--model", "gsta", "--lambda2", "-1", "--runs", str(tmp_path)]) == 2
     assert "lambda2 must be a finite number >= 0" in capsys.readouterr().err
     assert main(["train", "--model", "incepu", "--activation", "starrelu", "--runs", str(tmp_path)]) == 2
-    assert "activation cannot be changed" in capsys.readouterr().err
+    assert "no configurable activation" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_config_flags_take_the_fields_types():
+    from vpstudy.__main__ import build_parser
+
+    a = build_parser().parse_args(["train", "--crop-size", "30", "--lr", "0.01", "--no-compile",
+                                   "--seed", "3", "--test-file", "x.npy", "--extra-test-digits", "3", "4"])
+    got = (a.crop_size, a.lr, a.compile, a.seed, a.test_file, a.extra_test_digits)
+    assert got == (30, 0.01, False, 3, "x.npy", [3, 4])
+    assert type(a.crop_size) is int and type(a.lr) is float

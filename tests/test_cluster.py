@@ -36,3 +36,12 @@ def test_bad_thread_count_stops_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="threads=0"):
         run_study("simvp", "smoke", root=tmp_path, threads=0)
     assert not any(tmp_path.iterdir())
+
+
+def test_missing_notebook_stops_before_any_work(tmp_path, monkeypatch):
+    import vpstudy.study as study
+
+    monkeypatch.setattr(study, "ABLATION_NOTEBOOK", tmp_path / "nowhere" / "ablation.ipynb")
+    with pytest.raises(FileNotFoundError, match="--executor command"):
+        run_study("simvp", "smoke", root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

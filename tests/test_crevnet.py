@@ -8,7 +8,28 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from vpstudy.models import build_model
 from vpstudy.models import crevnet as cr
+
+
+def sepcrev_mnist():
+    return build_model("sepcrev")
+
+
+def crevnet_mnist():
+    return build_model("crevnet")
+
+
+def sepcrev_kth():
+    return build_model("sepcrev", in_shape=(10, 1, 128, 128), out_frames=20, dataset="kth")
+
+
+def crevnet_kth():
+    return build_model("crevnet", in_shape=(10, 1, 128, 128), out_frames=20, dataset="kth")
+
+
+def sepcrev_bair():
+    return build_model("sepcrev", in_shape=(10, 3, 64, 64), dataset="bair")
 
 
 def count_params(module: nn.Module) -> int:
@@ -104,7 +125,7 @@ def test_autoencoder_is_exactly_invertible(conv, mode):
 
 
 def test_autoencoder_rgb_groups_end_as_96_channels():
-    ae = cr.sepcrev_bair().autoencoder.eval()
+    ae = sepcrev_bair().autoencoder.eval()
     window = torch.rand(1, 3, 3, 64, 64)
     with torch.no_grad():
         x1, x2 = ae.encode(window)
@@ -113,36 +134,36 @@ def test_autoencoder_rgb_groups_end_as_96_channels():
 
 
 def test_autoencoder_stage_layout():
-    ae = cr.sepcrev_mnist().autoencoder
+    ae = sepcrev_mnist().autoencoder
     strides = [2 if b.downsample else 1 for b in ae.blocks]
     assert strides == [1, 1, 1, 1, 2, 1, 1, 1, 1, 2, 1, 1]
     # only the first block lacks F's leading BN + ReLU
     assert not isinstance(ae.blocks[0].residual[0], nn.BatchNorm3d)
     assert all(isinstance(b.residual[0], nn.BatchNorm3d) for b in ae.blocks[1:])
-    assert len(cr.sepcrev_kth().autoencoder.blocks) == 14
+    assert len(sepcrev_kth().autoencoder.blocks) == 14
 
 
 # ---------------------------------------------------------------- sizes and cost
 
 def test_exact_parameter_counts_mnist():
-    sep = cr.sepcrev_mnist()
+    sep = sepcrev_mnist()
     assert count_params(sep) == 368_706
     assert count_params(sep.autoencoder) == 11_330
     assert count_params(cr.CrevNetPredictor("separable", attention_conv="3x3x3")) == 375_362
-    crev = cr.crevnet_mnist()
+    crev = crevnet_mnist()
     assert count_params(crev) == 4_997_444
     assert count_params(crev.autoencoder) == 104_516
 
 
 def test_parameter_counts_kth_bair():
-    assert count_params(cr.sepcrev_kth()) == 727_170
-    assert count_params(cr.crevnet_kth()) == 9_894_756
-    assert count_params(cr.sepcrev_bair()) == 4_663_182
+    assert count_params(sepcrev_kth()) == 727_170
+    assert count_params(crevnet_kth()) == 9_894_756
+    assert count_params(sepcrev_bair()) == 4_663_182
 
 
 def test_gate_bias_follows_conv_type():
-    sep_cell = cr.sepcrev_mnist().predictor.cells[0]
-    std_cell = cr.crevnet_mnist().predictor.cells[0]
+    sep_cell = sepcrev_mnist().predictor.cells[0]
+    std_cell = crevnet_mnist().predictor.cells[0]
     assert sep_cell.input_gate.pointwise.bias is None and sep_cell.input_gate.depthwise.bias is None
     assert std_cell.input_gate.bias is not None
     assert std_cell.output_gate.weight.shape == (32, 128, 3, 3, 3)
@@ -151,21 +172,27 @@ def test_gate_bias_follows_conv_type():
 
 
 def test_macs_per_window_step():
-    assert step_macs(cr.sepcrev_mnist()) == pytest.approx(0.078e9, rel=0.02)
-    assert step_macs(cr.crevnet_mnist()) == pytest.approx(0.99e9, rel=0.02)
+    assert step_macs(sepcrev_mnist()) == pytest.approx(0.078e9, rel=0.02)
+    assert step_macs(crevnet_mnist()) == pytest.approx(0.99e9, rel=0.02)
 
 
 # ---------------------------------------------------------------- contract
 
-def test_attributes():
-    m = cr.sepcrev_mnist()
-    assert (m.name, m.in_frames, m.out_frames) == ("sepcrev_mnist", 10, 10)
-    k = cr.crevnet_kth()
-    assert (k.name, k.in_frames, k.out_frames) == ("crevnet_kth", 10, 20)
+def test_registry_builds_the_dataset_layouts():
+    m = sepcrev_mnist()
+    assert (m.name, m.in_frames, m.out_frames, m.window_frames) == ("sepcrev", 10, 10, 3)
+    k = crevnet_kth()
+    assert (k.name, k.in_frames, k.out_frames, len(k.predictor.cells)) == ("crevnet", 10, 20, 16)
+    assert len(m.predictor.cells) == 8
+    # the registered BAIR model is the BAIR layout of the same network
+    bair = build_model("sepcrev-bair")
+    assert count_params(bair) == count_params(sepcrev_bair()) == 4_663_182
+    with pytest.raises(ValueError, match="dataset='ucf'"):
+        build_model("sepcrev", dataset="ucf")
 
 
 def test_forward_shape_mnist():
-    model = cr.sepcrev_mnist().eval()
+    model = sepcrev_mnist().eval()
     with torch.no_grad():
         out = model(torch.rand(2, 10, 1, 64, 64))
     assert out.shape == (2, 10, 1, 64, 64)
@@ -173,14 +200,14 @@ def test_forward_shape_mnist():
 
 
 def test_forward_shape_kth_small_input():
-    model = cr.sepcrev_kth().eval()
+    model = sepcrev_kth().eval()
     with torch.no_grad():
         out = model(torch.rand(1, 10, 1, 64, 64))
     assert out.shape == (1, 20, 1, 64, 64)
 
 
 def test_forward_shape_bair_rgb():
-    model = cr.sepcrev_bair().eval()
+    model = sepcrev_bair().eval()
     with torch.no_grad():
         out = model(torch.rand(1, 10, 3, 64, 64))
     assert out.shape == (1, 10, 3, 64, 64)
@@ -189,7 +216,7 @@ def test_forward_shape_bair_rgb():
 def test_forward_window_indexing():
     """Frame t of the input holds the value t; a fake step predicts window j+1 with value
     (index + 0.5) so predicted frames are told apart from observed ones."""
-    model = cr.sepcrev_mnist()
+    model = sepcrev_mnist()
     observed, stepped = [], []
 
     def frame_ids(window):  # (B, C, 3, H, W) -> the 3 frame values
@@ -221,7 +248,7 @@ def test_forward_window_indexing():
 def test_training_loss_sums_teacher_forced_transitions():
     # 16×16 frames keep it fast (depthwise Conv3d backward is slow on CPU); the model is
     # fully convolutional, so the window bookkeeping is the same as at 64×64.
-    model = cr.sepcrev_mnist()
+    model = sepcrev_mnist()
     inputs, targets = torch.rand(2, 10, 1, 16, 16), torch.rand(2, 10, 1, 16, 16)
     shapes = []
 
@@ -243,7 +270,7 @@ def test_training_loss_sums_teacher_forced_transitions():
 
 
 def test_training_loss_matches_manual_teacher_forcing_in_eval():
-    model = cr.sepcrev_mnist().eval()
+    model = sepcrev_mnist().eval()
     frames = torch.rand(1, 6, 1, 16, 16)
     with torch.no_grad():
         loss, _ = model.training_loss(frames[:, :4], frames[:, 4:], mse_criterion, progress=0.0)
@@ -255,7 +282,7 @@ def test_training_loss_matches_manual_teacher_forcing_in_eval():
 
 
 def test_state_carries_memory_across_steps():
-    model = cr.sepcrev_mnist().eval()
+    model = sepcrev_mnist().eval()
     window = torch.rand(1, 1, 3, 16, 16)
     with torch.no_grad():
         first, state = model.step(window)
@@ -278,7 +305,7 @@ def test_invalid_arguments_raise_value_error():
         cr.CrevNetPredictor(ae_blocks=13)
     with pytest.raises(ValueError, match="attention_conv"):
         cr.CrevNetPredictor(attention_conv="5x5x5")
-    model = cr.sepcrev_mnist()
+    model = sepcrev_mnist()
     with pytest.raises(ValueError, match="channels"):
         model(torch.rand(1, 10, 3, 64, 64))
     with pytest.raises(ValueError, match="multiples of 8"):

@@ -13,7 +13,7 @@ import vpstudy.data.moving_mnist as mm
 from vpstudy.data import (
     AUGMENT_MODES,
     DataError,
-    TrainStream,
+    MovingMNISTStream,
     augment_sequences,
     bouncing_trajectories,
     cache_dir,
@@ -321,23 +321,34 @@ def test_generate_rejects_bad_arguments(train_digits):
 
 # --- training stream --------------------------------------------------------------------------
 
-def test_train_stream_is_reproducible_per_seed_epoch_and_step(train_digits):
-    a = TrainStream(train_digits, 27, 4, seq_len=8, seed=7)
-    b = TrainStream(train_digits, 27, 4, seq_len=8, seed=7)
-    assert len(a) == a.steps_per_epoch == 6                          # 27 // 4, last 3 dropped
+def _stream_config(**kw):
+    from vpstudy.config import make_config
+
+    return make_config("smoke", **{"sequences_per_epoch": 27, "batch_size": 4, "in_frames": 5,
+                                   "out_frames": 3, "downsample": 1, **kw})
+
+
+def test_train_stream_is_reproducible_per_seed_and_epoch(train_digits):
+    a = MovingMNISTStream(_stream_config(seed=7), train_digits)
+    b = MovingMNISTStream(_stream_config(seed=7), train_digits)
+    assert len(a) == 6                                                 # 27 // 4, last 3 dropped
     epoch1 = list(a.epoch_batches(1))
-    assert len(epoch1) == 6 and epoch1[0].shape == (4, 8, 1, 64, 64)
-    assert all(torch.equal(x, y) for x, y in zip(epoch1, b.epoch_batches(1)))
-    assert not torch.equal(epoch1[0], next(a.epoch_batches(2)))       # other epoch
-    assert not torch.equal(epoch1[0], epoch1[1])                      # other step
-    assert not torch.equal(epoch1[0], TrainStream(train_digits, 27, 4, seq_len=8, seed=8).batch(1, 0))
-    resumed = list(b.epoch_batches(1, start_step=4))                  # resume mid-epoch
-    assert len(resumed) == 2 and torch.equal(resumed[0], epoch1[4])
+    assert len(epoch1) == 6
+    assert epoch1[0][0].shape == (4, 5, 1, 64, 64) and epoch1[0][1].shape == (4, 3, 1, 64, 64)
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(epoch1, b.epoch_batches(1)))
+    assert not torch.equal(epoch1[0][0], next(a.epoch_batches(2))[0])   # other epoch
+    assert not torch.equal(epoch1[0][0], epoch1[1][0])                  # other step
+    other_seed = MovingMNISTStream(_stream_config(seed=8), train_digits)
+    assert not torch.equal(epoch1[0][0], next(other_seed.epoch_batches(1))[0])
+    # inputs and targets are one video: the targets continue the inputs' digits
+    x, y = epoch1[0]
+    assert x.max() == 1.0 and y.max() == 1.0 and x.min() == 0.0
 
 
-def test_train_stream_needs_at_least_one_full_batch(train_digits):
-    with pytest.raises(ValueError, match="0 steps per epoch"):
-        TrainStream(train_digits, 15, 16)
+def test_train_stream_augments_with_the_same_generator(train_digits):
+    plain = next(MovingMNISTStream(_stream_config(), train_digits).epoch_batches(0))[0]
+    flipped = next(MovingMNISTStream(_stream_config(augment="crop+flip"), train_digits).epoch_batches(0))[0]
+    assert plain.shape == flipped.shape and not torch.equal(plain, flipped)
 
 
 # --- fixed evaluation sets --------------------------------------------------------------------

@@ -71,11 +71,13 @@ def test_flops_on_a_real_device_equal_the_meta_count():
 
 def test_poolformer_reference_flops_exclude_the_depthwise_conv():
     # REFERENCE's 4.87G matches PoolFormer WITHOUT the MLP's 3x3 depthwise conv; our model
-    # has it (5,172,993 params). The gap is exactly that conv: 9 taps * hidden * 16*16
-    # per block (hidden 2560 in the first block, 2048 in the other three).
-    dw_flops = 2 * 9 * 16 * 16 * (2560 + 3 * 2048)
-    assert EXPECTED_FLOPS["poolformer"] - dw_flops == 4_871_684_096
-    assert round((EXPECTED_FLOPS["poolformer"] - dw_flops) / 1e9, 2) == 4.87
+    # has it (5,172,993 params). Counted on the model: its depthwise convs are exactly the gap.
+    model = build_model("poolformer")
+    dw = [m for m in model.translator.modules()
+          if isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1 and m.kernel_size == (3, 3)]
+    assert [m.in_channels for m in dw] == [2560, 2048, 2048, 2048]   # one per MLP
+    dw_flops = sum(count_flops(m, (1, m.in_channels, 16, 16))["flops"] for m in dw)
+    assert round((count_flops(model, MNIST_INPUT)["flops"] - dw_flops) / 1e9, 2) == 4.87
 
 
 @pytest.mark.parametrize("name", ["incepu", "gsta", "poolformer", "last-frame"])

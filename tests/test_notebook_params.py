@@ -26,7 +26,7 @@ def test_notebook_defaults_give_the_profile_defaults(monkeypatch):
     params = _defaults()
     cfg = ablation_config({**params, "lambda2": 0.1})
     assert cfg.profile == "smoke" and cfg.lambda2 == 0.1 and cfg.model == "gsta"
-    assert cfg.epochs == 1 and cfg.batch_size == 4          # 0 means "the profile's default"
+    assert cfg.epochs == 1 and cfg.batch_size == 4          # None means "the profile's default"
     assert ablation_config({**params, "profile": "paper"}).sequences_per_epoch == 10_000
     assert ablation_config({**params, "extra_test_digits": "3"}).extra_test_digits == (3,)
 
@@ -107,14 +107,14 @@ test_file = "/nonexistent/mnist_test_seq.npy"
 _CHOICES = {"model", "activation", "augment", "schedule", "dataset", "digit_source", "profile", "device",
             "precision"}
 _POSITIVE = {"epochs", "batch_size", "sequences_per_epoch", "val_sequences", "test_sequences",
-             "in_frames", "out_frames", "image_size", "downsample", "num_digits", "crop_size"}
-_NON_NEGATIVE = {"seed", "val_every", "threads"}
+             "in_frames", "out_frames", "image_size", "downsample", "num_digits", "crop_size", "threads"}
+_NON_NEGATIVE = {"seed", "val_every"}
 _FLOATS = {"lambda1", "lambda2", "tau", "lr"}
 _PATHS = {"data_root", "test_file", "runs_root"}
 _FLAGS = {"compile", "force"}
 _OUT_OF_RANGE = {"num_digits": [7, 12], "image_size": [65, 33], "downsample": [3, 5],
                  "batch_size": [17, 10**6], "sequences_per_epoch": [1, 3], "crop_size": [65, 1000],
-                 "lr": [1.0, 1.5, 100.0]}           # 0 means "the profile's default", never wrong
+                 "lr": [1.0, 1.5, 100.0, 0.0]}       # None means "the profile's default"; 0 is wrong
 
 
 def _wrong_values(name: str, rng) -> list:
@@ -125,7 +125,7 @@ def _wrong_values(name: str, rng) -> list:
     if name in _CHOICES:
         values += [f"no-{word}", rng.randint(1, 99), rng.uniform(0.1, 9), True]
     elif name in _POSITIVE or name in _NON_NEGATIVE:
-        values += [neg_int, rng.uniform(0.1, 9.9) + 0.05, word, True]
+        values += [neg_int, rng.uniform(0.1, 9.9) + 0.05, word, True] + ([0] if name in _POSITIVE else [])
     elif name in _FLOATS:
         values += [neg_float, word, True, float("nan"), float("inf")] + ([] if name == "tau" else [-0.5])
     elif name in _PATHS:

@@ -25,8 +25,18 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
     assert conda == wanted
 
 
-def test_ci_runs_the_readme_test_command():
+def _readme_commands() -> dict[str, str]:
+    """The README's quick-start commands, by the script each one runs."""
     readme = (REPO / "README.md").read_text()
-    ci = (REPO / ".ci" / "run").read_text()
-    assert "bash scripts/test.sh" in readme and "bash scripts/test.sh" in ci
-    assert "bash scripts/main.sh" in readme
+    return {m.group(1): m.group(0) for m in re.finditer(r"^bash (scripts/\w+\.sh)", readme, re.M)}
+
+
+def test_ci_runs_the_readme_test_command():
+    commands = _readme_commands()
+    assert set(commands) >= {"scripts/main.sh", "scripts/test.sh"}
+    ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert commands["scripts/test.sh"] in ci_lines           # the README's test command, as a line of CI
+    for script in commands:                                  # each command names a real script
+        text = (REPO / script).read_text()
+        assert text.startswith("#!/usr/bin/env bash") and "set -e" in text, script

@@ -8,31 +8,47 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vpstudy.models import build_model
 from vpstudy.models.predrnn import (
     PredRNN,
     SpatioTemporalLSTMCell,
-    predrnn_bair,
-    predrnn_kth,
-    predrnn_mnist,
     scheduled_sampling_prob,
 )
 from vpstudy.models.predrnnpp import (
     CausalLSTMCell,
     GradientHighwayUnit,
     PredRNNpp,
-    predrnnpp_bair,
-    predrnnpp_kth,
-    predrnnpp_mnist,
 )
 
+KTH = dict(in_shape=(10, 1, 128, 128), out_frames=20, dataset="kth")
+BAIR = dict(in_shape=(10, 3, 64, 64), dataset="bair")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny; on a busy 2-core machine OpenMP sync costs more than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
+def predrnn_mnist(**kw):
+    return build_model("predrnn", **kw)
+
+
+def predrnn_kth(**kw):
+    return build_model("predrnn", **{**KTH, **kw})
+
+
+def predrnn_bair(**kw):
+    return build_model("predrnn", **{**BAIR, **kw})
+
+
+def predrnnpp_mnist(**kw):
+    return build_model("predrnnpp", **kw)
+
+
+def predrnnpp_kth(**kw):
+    return build_model("predrnnpp", **{**KTH, **kw})
+
+
+def predrnnpp_bair(**kw):
+    return build_model("predrnnpp", **{**BAIR, **kw})
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SMALL = dict(in_shape=(3, 1, 16, 16), out_frames=4)  # 4x4x16 patched frames

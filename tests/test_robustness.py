@@ -18,9 +18,10 @@ import torch
 
 from vpstudy import runs
 from vpstudy.__main__ import main
+from vpstudy.checkpoints import CheckpointMismatch, CorruptCheckpoint, load_checkpoint
 from vpstudy.config import make_config
 from vpstudy.data import DataError, load_mnist_test_seq
-from vpstudy.train import CheckpointMismatch, CorruptCheckpoint, load_checkpoint, train
+from vpstudy.train import train
 
 TINY = dict(model="poolformer", epochs=2, batch_size=2, sequences_per_epoch=4, val_sequences=4,
             test_sequences=4)
@@ -185,7 +186,7 @@ def test_corrupt_record_is_skipped_by_reports_and_named_by_training(trained_runs
 def test_any_error_during_training_marks_the_record_failed(tmp_path, monkeypatch):
     import vpstudy.train as T
 
-    def bad_image(cfg, data, epoch, device, ranks=None):
+    def bad_image(cfg, data, epoch, ranks=None):
         raise DataError("cannot read image file /data/bair/train/traj_7/0/3.png: truncated")
         yield
     monkeypatch.setattr(T, "train_batches", bad_image)

@@ -61,6 +61,12 @@ def test_load_runs_dataframe(tmp_path):
     assert len(runs.load_runs(tmp_path, status=None)) == 3
 
 
-def test_git_commit_reported():
-    c = runs.git_commit()
-    assert c is None or len(c.split("+")[0]) == 40
+def test_git_commit_reported(tmp_path, monkeypatch):
+    import re
+
+    if (runs.REPO / ".git").exists():                  # a checkout: its HEAD, maybe +dirty
+        assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", runs.git_commit())
+    monkeypatch.setenv("VPSTUDY_GIT_COMMIT", "a" * 40)   # a copy without git metadata
+    assert runs.git_commit(tmp_path) == "a" * 40
+    monkeypatch.delenv("VPSTUDY_GIT_COMMIT")
+    assert runs.git_commit(tmp_path) is None

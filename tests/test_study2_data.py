@@ -58,7 +58,7 @@ def test_kth_trains_on_20_frame_clips_and_validates_on_training_persons(tmp_path
                       val_sequences=2, test_sequences=2)
     assert train_clip_frames(cfg) == 20                  # PredRNN's --total_length 20
     data = prepare(cfg, __import__("torch").device("cpu"))
-    x, y = next(data.train_clips.epoch_batches(cfg, 0, __import__("torch").device("cpu")))
+    x, y = next(data.train.epoch_batches(0))
     assert x.shape[1] == 10 and y.shape[1] == 10         # observe 10, predict 10 in training
     assert data.test.shape[1] == 30 and data.val.shape[1] == 30   # tested 10 -> 20
     assert "validation clips from the training split" in data.source

@@ -7,11 +7,12 @@ import torch
 from vpstudy.config import make_config
 from vpstudy.data.fixtures import write_bair_png_fixture, write_bair_tfrecord_fixture
 from vpstudy.efficiency import count_parameters
+from vpstudy.evaluate import evaluate
 from vpstudy.losses import VideoPredictionLoss
 from vpstudy.metrics import BestOfNAccumulator, compute_metrics
 from vpstudy.models import build_model, model_info
 from vpstudy.models.svg import SVGLP, gaussian_kl
-from vpstudy.train import evaluate, train
+from vpstudy.train import train
 
 
 def small(**kw):

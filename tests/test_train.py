@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from vpstudy import runs
+from vpstudy.checkpoints import CheckpointMismatch, load_checkpoint
 from vpstudy.config import make_config
-from vpstudy.train import CheckpointMismatch, TrainingDiverged, load_checkpoint, load_run_model, train
+from vpstudy.train import TrainingDiverged, load_run_model, train
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(model="poolformer", epochs=2, batch_size=2, sequences_per_epoch=4, val_sequences=4,

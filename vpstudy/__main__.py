@@ -10,28 +10,36 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Sequence
+import typing
+from typing import Any, Sequence
 
 from vpstudy.config import TrainConfig, make_config
 from vpstudy.runs import RunError
 
-_NOT_FLAGS = {"extra", "profile"}
+_NOT_FLAGS = {"profile"}
+
+
+def _flag_type(hint: Any) -> type:
+    """The argparse type of a config field's type hint: int or float (also under ``| None``),
+    else str."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return args[0] if args[0] in (int, float) else str
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None, help="smoke | cpu | paper (default: $VPSTUDY_PROFILE or cpu)")
+    hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name in _NOT_FLAGS:
             continue
         names = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
-        if f.type in ("bool", bool):
+        if hints[f.name] is bool:
             p.add_argument(*names, dest=f.name, default=None, action=argparse.BooleanOptionalAction)
         elif f.name == "extra_test_digits":
             p.add_argument(*names, dest=f.name, type=int, nargs="*", default=None,
                            help="also evaluate on fixed test sets with these digit counts")
         else:
-            typ = {"int": int, "float": float}.get(str(f.type).split(" |")[0], str)
-            p.add_argument(*names, dest=f.name, type=typ, default=None,
+            p.add_argument(*names, dest=f.name, type=_flag_type(hints[f.name]), default=None,
                            help=f"default: the profile's, else {f.default!r}")
 
 

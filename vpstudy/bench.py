@@ -2,8 +2,8 @@
 
 For each chosen model and batch size, in one process, this measures:
 
-- the training step exactly as the trainer runs it (:func:`vpstudy.train.autocast_dtype`
-  with the model's own config, :func:`vpstudy.train.memory_format_for`,
+- the training step exactly as the trainer runs it (:func:`vpstudy.precision.autocast_dtype`
+  with the model's own config, :func:`vpstudy.precision.memory_format_for`,
   :func:`vpstudy.train.loss_of`, the trainer's Adam), on fixed random data of the model's
   input shape at the chosen frame size;
 - its effective GFLOP/s, counting a step as 3x the FLOPs of its forward half (the backward
@@ -13,7 +13,7 @@ For each chosen model and batch size, in one process, this measures:
   autocast, else fp32) and the fraction of it the step reaches;
 - the same model's plain-PyTorch fp32 eager step (no autocast, contiguous memory) and the
   ratio of the two step times;
-- the evaluation rate: metric frames per second of :func:`vpstudy.train.evaluate` on a
+- the evaluation rate: metric frames per second of :func:`vpstudy.evaluate.evaluate` on a
   small fixed batch;
 
 and, once, the Moving MNIST generator's rate (sequences per second).
@@ -105,7 +105,7 @@ def build(model: str, shape: tuple[int, ...], device: torch.device,
     """A freshly initialised model (seed 0, so two builds have the same weights) on ``device``,
     in the trainer's memory format if ``trainer_layout``, else contiguous."""
     from vpstudy.models import build_model
-    from vpstudy.train import memory_format_for
+    from vpstudy.precision import memory_format_for
 
     torch.manual_seed(0)
     net = build_model(model, in_shape=tuple(shape)).to(device)
@@ -138,7 +138,8 @@ def training_step(model: nn.Module, cfg: TrainConfig, device: torch.device,
     """One training step of ``model`` as `vpstudy.train` runs it (autocast ``amp``, the loss,
     zero_grad, backward, the trainer's Adam), on fixed random data."""
     from vpstudy.losses import VideoPredictionLoss
-    from vpstudy.train import autocast, loss_of, make_optimizer
+    from vpstudy.precision import autocast
+    from vpstudy.train import loss_of, make_optimizer
 
     optimizer, _ = make_optimizer(cfg, model)
     criterion = VideoPredictionLoss(cfg.lambda1, cfg.lambda2, cfg.tau)
@@ -158,9 +159,9 @@ def training_step(model: nn.Module, cfg: TrainConfig, device: torch.device,
 
 def evaluation(model: nn.Module, cfg: TrainConfig, device: torch.device, amp: torch.dtype | None,
                sequences: int, shape: tuple[int, ...]) -> Callable[[], None]:
-    """`vpstudy.train.evaluate` (prediction and `MetricAccumulator`) on a fixed batch of
+    """`vpstudy.evaluate.evaluate` (prediction and `MetricAccumulator`) on a fixed batch of
     ``sequences`` random clips, in one batch."""
-    from vpstudy.train import evaluate
+    from vpstudy.evaluate import evaluate
 
     gen = torch.Generator().manual_seed(1)
     clips = torch.rand(sequences, shape[0] + model.out_frames, *shape[1:], generator=gen)
@@ -202,7 +203,7 @@ def model_timers(name: str, batch_sizes: Sequence[int], frame_size: int, precisi
                  device: torch.device, eval_sequences: int) -> tuple[dict[str, Timer], list[dict]]:
     """The timers of one model (trainer's step and fp32 eager step per batch size, evaluation)
     and what `summarize` needs to know of each batch size ("cases")."""
-    from vpstudy.train import autocast_dtype, memory_format_for
+    from vpstudy.precision import autocast_dtype, memory_format_for
 
     shape = input_shape(name, frame_size)
     fast, plain = build(name, shape, device, True), build(name, shape, device, False)
@@ -235,7 +236,7 @@ def run_bench(models: Sequence[str] = ("gsta",), batch_sizes: Sequence[int] = (D
     size the model does not take, before any timing.
     """
     from vpstudy import runs
-    from vpstudy.train import resolve_device
+    from vpstudy.precision import resolve_device
 
     sizes = dict(frame_size=frame_size, rounds=rounds, eval_sequences=eval_sequences,
                  generator_sequences=generator_sequences, matmul_size=matmul_size)

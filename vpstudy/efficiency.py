@@ -147,8 +147,8 @@ def describe_model(model: nn.Module, input_shape: tuple = (1, 10, 1, 64, 64), *,
     """One row of an efficiency table.
 
     Returns {'params', 'size_bytes', 'macs', 'flops'} for one whole forward pass (observe
-    T_in frames, predict T_out) and, for window models (a ``window_frames`` attribute and a ``step`` method), also
-    'macs_per_step' and 'flops_per_step' for one 3-frame window; with latency=True, also
+    T_in frames, predict T_out) and, for window models (``window_frames`` set, and a ``step``
+    method), also 'macs_per_step' and 'flops_per_step' for one window; with latency=True, also
     'latency_s' (median forward time on `device`, see measure_latency).
     """
     row: dict[str, float | int] = {
@@ -156,9 +156,9 @@ def describe_model(model: nn.Module, input_shape: tuple = (1, 10, 1, 64, 64), *,
         "size_bytes": model_size_bytes(model),
         **count_flops(model, input_shape),
     }
-    if getattr(model, "window_frames", None):
+    if getattr(model, "window_frames", None):        # a VideoPredictor that steps on windows
         b, _, c, h, w = input_shape
-        row.update(count_step_flops(model, (b, c, 3, h, w)))
+        row.update(count_step_flops(model, (b, c, model.window_frames, h, w)))
     if latency:
         row["latency_s"] = measure_latency(model, input_shape, device=device, repeats=repeats)
     return row

@@ -51,7 +51,7 @@ SHORT = {"activation": "", "augment": "aug ", "lambda1": "λ1=", "lambda2": "λ2
 def run_labels(configs: list[dict]) -> list[str]:
     """A label per run: its model, then each field whose value differs between the trained runs
     (the baselines train nothing, so they are labelled by their name alone)."""
-    from vpstudy.train import BASELINES
+    from vpstudy.config import BASELINES
 
     trained = [c for c in configs if c["model"] not in BASELINES]
     differing = [f for f in LABEL_FIELDS if len({str(c.get(f)) for c in trained}) > 1]
@@ -151,7 +151,7 @@ class Explorer:
             self.message.value = NO_RUNS_HELP.format(root=html.escape(str(self.root)))
             self.widget = W.VBox([self.message])
             return
-        from vpstudy.train import BASELINES
+        from vpstudy.config import BASELINES
 
         baseline = {c.run_id: c.label.split(" ")[0] in BASELINES for c in self.choices}
         self.choices.sort(key=lambda c: (baseline[c.run_id], c.label))     # trained runs first
@@ -197,7 +197,7 @@ class Explorer:
         return self._models[run_id]
 
     def _test_set(self, cfg) -> torch.Tensor:
-        from vpstudy.train import prepare_data
+        from vpstudy.data import prepare_data
 
         key = (cfg.test_sequences, cfg.num_digits, cfg.seq_len, cfg.image_size, cfg.downsample,
                cfg.digit_source, cfg.test_file, cfg.dataset, cfg.data_root)
@@ -209,7 +209,8 @@ class Explorer:
         """(T_out, C, H, W) prediction of run ``run_id`` for test sequence ``index``."""
         key = (run_id, index)
         if key not in self._cache:
-            from vpstudy.train import autocast_dtype, predict
+            from vpstudy.evaluate import predict
+            from vpstudy.precision import autocast_dtype
 
             model, cfg = self._load(run_id)
             if model is None:

@@ -1,7 +1,7 @@
 """The logic behind the notebooks' first cells and tables, kept here where it is tested.
 
 ``notebooks/ablation.ipynb`` has a papermill ``parameters`` cell whose names are the
-training config's fields (0 or "" meaning "the profile's default") plus a few runner
+training config's fields (None meaning "the profile's default") plus a few runner
 settings; :func:`ablation_config` turns them into a validated config and rejects any name
 papermill injected that the notebook does not know.
 """
@@ -19,7 +19,7 @@ from vpstudy.config import TrainConfig, make_config
 # Parameters of the ablation notebook that are not config fields.
 RUNNER_PARAMS = {"runs_root", "force", "threads"}
 _PLAIN = (bool, int, float, str, type(None))
-CONFIG_PARAMS = {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}
+CONFIG_PARAMS = {f.name for f in dataclasses.fields(TrainConfig)}
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 
 
@@ -33,7 +33,7 @@ def notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
 def ablation_config(namespace: Mapping[str, Any]) -> TrainConfig:
     """A validated :class:`TrainConfig` from the ablation notebook's parameters.
 
-    0 and "" mean "the profile's default". Unknown names (a misspelt ``-p`` to papermill)
+    None means "the profile's default". Unknown names (a misspelt ``-p`` to papermill)
     raise ValueError listing the allowed ones.
     """
     params = notebook_parameters(namespace)
@@ -43,13 +43,9 @@ def ablation_config(namespace: Mapping[str, Any]) -> TrainConfig:
                          f"{sorted(CONFIG_PARAMS | RUNNER_PARAMS)}")
     _check_value_types(namespace)
     _check_runner_params(params)
-    values = {}
-    for k, v in params.items():
-        zero_is_real = k in ("seed", "lambda1", "lambda2") or isinstance(v, bool)
-        if k in CONFIG_PARAMS and (zero_is_real or v not in (0, "", None)):
-            values[k] = v
+    values = {k: v for k, v in params.items() if k in CONFIG_PARAMS and v is not None}
     digits = namespace.get("extra_test_digits")
-    if not (digits is None or digits == "" or (type(digits) is int and digits == 0)):
+    if digits is not None:
         values["extra_test_digits"] = digit_counts(digits)
     profile = values.pop("profile", None)
     return make_config(profile, **values)
@@ -65,14 +61,14 @@ def _check_value_types(namespace: Mapping[str, Any]) -> None:
 
 
 def _check_runner_params(params: Mapping[str, Any]) -> None:
-    """``runs_root`` a path, ``force`` a bool, ``threads`` an integer >= 0."""
+    """``runs_root`` a path, ``force`` a bool, ``threads`` an integer >= 1 (None: torch's default)."""
     if not isinstance(params.get("runs_root"), (str, type(None))):
         raise ValueError(f"runs_root must be a folder path (str), got {params['runs_root']!r}")
     if not isinstance(params.get("force", False), bool):
         raise ValueError(f"force must be True or False, got {params['force']!r}")
-    threads = params.get("threads", 0)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise ValueError(f"threads must be an integer >= 0 (0: torch's default), got {threads!r}")
+    threads = params.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1 (None: torch's default), got {threads!r}")
 
 
 def digit_counts(value: Any) -> tuple[int, ...]:

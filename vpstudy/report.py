@@ -17,15 +17,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from vpstudy import plots, runs, stats  # noqa: E402
-from vpstudy.study import StudyRun, load_study, profile_only_rows, profile_params, study_names, study_runs  # noqa: E402
+from vpstudy import plots, runs, stats
+from vpstudy.study import StudyRun, load_study, profile_only_rows, profile_params, study_names, study_runs
 
 PNG_META = {"Software": None}
 PROFILE_NOTES = {

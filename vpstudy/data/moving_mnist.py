@@ -44,8 +44,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vpstudy.data.augment import augment_sequences
 from vpstudy.data.digits import _mnist_folder, cache_dir, load_digits, save_npz_atomic
 from vpstudy.data.errors import DataError
+from vpstudy.data.stream import epoch_seed
 
 DIGIT_SIZE = 28
 STEP_FRACTION = 0.1   # step per frame, as a fraction of the free range size - 28
@@ -209,55 +211,36 @@ def _mix_seed(*parts: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])
 
 
-class TrainStream:
-    """Fresh random training videos: ``steps_per_epoch`` batches of (B, T, 1, size, size).
+class MovingMNISTStream:
+    """The training stream of a Moving MNIST run: ``cfg.steps_per_epoch`` batches of fresh
+    videos per epoch, generated on the device that holds ``digits``.
 
-    Batch ``step`` of ``epoch`` comes from a generator seeded by (seed, epoch, step), so any
-    batch can be rebuilt on its own: a run resumed at (epoch k, step j) sees exactly the
-    batches of an uninterrupted run (on the same device type). Drop-last: steps_per_epoch =
-    sequences_per_epoch // batch_size.
+    Epoch ``e`` draws every video (and its augmentation, ``cfg.augment``) from one generator
+    seeded by ``epoch_seed(cfg, e)``: a run resumed from the checkpoint after epoch ``e - 1``
+    sees exactly the batches of an uninterrupted run (on the same device type).
 
-        stream = TrainStream(train_digits, 10_000, 16, device="cuda", seed=0)
-        for x in stream.epoch_batches(epoch):      # x: (16, 20, 1, 64, 64) on cuda
-            inputs, targets = x[:, :10], x[:, 10:]
+        stream = MovingMNISTStream(cfg, train_digits.cuda())
+        for inputs, targets in stream.epoch_batches(epoch):   # (B, 10, 1, 64, 64), (B, 10, ...)
+            ...
     """
 
-    def __init__(self, digits: torch.Tensor | np.ndarray, sequences_per_epoch: int = 10_000,
-                 batch_size: int = 16, num_digits: int = 2, seq_len: int = 20, size: int = 64,
-                 seed: int = 0, device=None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        self.steps_per_epoch = sequences_per_epoch // batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"sequences_per_epoch ({sequences_per_epoch}) < batch_size ({batch_size}) "
-                             "gives 0 steps per epoch (last partial batch is dropped)")
-        _check_sizes(batch_size, num_digits, seq_len, size)
-        digits = _check_digits(digits)
-        self.device = torch.device(device) if device is not None else digits.device
-        self.digits = digits.to(self.device)
-        self.batch_size, self.num_digits, self.seq_len, self.size = batch_size, num_digits, seq_len, size
-        self.sequences_per_epoch, self.seed = sequences_per_epoch, seed
-        self._generator = torch.Generator(device=self.device)
+    def __init__(self, cfg, digits: torch.Tensor):
+        self.cfg = cfg
+        self.digits = digits
 
     def __len__(self) -> int:
-        return self.steps_per_epoch
+        return self.cfg.steps_per_epoch
 
-    def batch(self, epoch: int, step: int) -> torch.Tensor:
-        """Batch ``step`` of ``epoch``: (batch_size, seq_len, 1, size, size) float32 in [0, 1]."""
-        if epoch < 0 or not 0 <= step < self.steps_per_epoch:
-            raise ValueError(f"need epoch >= 0 and 0 <= step < {self.steps_per_epoch}; "
-                             f"got epoch {epoch}, step {step}")
-        self._generator.manual_seed(_mix_seed(self.seed, epoch, step))
-        frames = _sample_frames(self.digits, self.batch_size, self.num_digits, self.seq_len,
-                                self.size, self._generator, self.device)
-        return _to_unit_float(frames)
-
-    def epoch_batches(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
-        """The batches of one epoch, from ``start_step`` (to resume mid-epoch) to the end."""
-        for step in range(start_step, self.steps_per_epoch):
-            yield self.batch(epoch, step)
+    def epoch_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg, device = self.cfg, self.digits.device
+        gen = torch.Generator(device=device).manual_seed(epoch_seed(cfg, epoch))
+        for _ in range(cfg.steps_per_epoch):
+            x = generate_moving_mnist(self.digits, cfg.batch_size, num_digits=cfg.num_digits,
+                                      seq_len=cfg.seq_len, size=cfg.image_size, generator=gen,
+                                      device=device)
+            if cfg.augment != "none":
+                x = augment_sequences(x, cfg.augment, crop_size=cfg.crop_pixels, generator=gen)
+            yield x[:, : cfg.in_frames], x[:, cfg.in_frames: cfg.seq_len]
 
 
 # --- fixed evaluation sets --------------------------------------------------------------------

@@ -22,29 +22,33 @@ So KTH trains on ``min(seq_len, in_frames + KTH_TRAIN_PREDICT)`` frames and test
 from __future__ import annotations
 
 from itertools import islice
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 
+from vpstudy.data.stream import StudyData, epoch_seed
 from vpstudy.data.video_datasets import BAIRDataset, BAIRTFRecordDataset, KTHDataset, iterate_batches, load_clips
 
 
 class ClipStream:
-    """Training batches from a clip dataset: ``steps_per_epoch`` batches per epoch."""
+    """The training stream of a KTH or BAIR run: ``cfg.steps_per_epoch`` batches per epoch of
+    clips from ``dataset``, moved to ``device``."""
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+    def __init__(self, cfg, dataset, device: torch.device):
+        self.cfg, self.dataset, self.device = cfg, dataset, device
 
-    def epoch_batches(self, cfg, epoch: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        from vpstudy.train import epoch_seed
+    def __len__(self) -> int:
+        return self.cfg.steps_per_epoch
 
+    def epoch_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg = self.cfg
         if len(self.dataset) < cfg.batch_size:
             raise ValueError(f"the training split has {len(self.dataset)} clips, fewer than batch_size="
                              f"{cfg.batch_size}")
         gen = torch.Generator().manual_seed(epoch_seed(cfg, epoch))
         batches = cycle_batches(self.dataset, cfg.batch_size, gen)
         for x in islice(batches, cfg.steps_per_epoch):
-            x = x.to(device, non_blocking=True)
+            x = x.to(self.device, non_blocking=True)
             yield x[:, : cfg.in_frames], x[:, cfg.in_frames: cfg.seq_len]
 
 
@@ -85,9 +89,8 @@ def open_split(cfg, split: str, seq_len: int | None = None):
     raise ValueError(f"dataset {cfg.dataset!r} is not a real-video dataset")
 
 
-def prepare(cfg, device: torch.device) -> Any:
-    from vpstudy.train import StudyData
-
+def prepare(cfg, device: torch.device) -> StudyData:
+    """The full-size data of a KTH or BAIR run; raises with instructions if it is absent."""
     train_frames = train_clip_frames(cfg)
     train = open_split(cfg, "train", train_frames)
     val_split = train if train_frames == cfg.seq_len else open_split(cfg, "train")
@@ -98,4 +101,4 @@ def prepare(cfg, device: torch.device) -> Any:
               f"{train_frames} frames, {val.shape[0]} validation clips from the training split, "
               f"{test.shape[0]} of {len(test_split)} test clips of {cfg.seq_len} frames, "
               f"{cfg.image_size}x{cfg.image_size})")
-    return StudyData(None, val, test, {}, source, train_clips=ClipStream(train))
+    return StudyData(ClipStream(cfg, train, device), val, test, {}, source)

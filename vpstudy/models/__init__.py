@@ -1,7 +1,12 @@
 """Model registry: build any study model by name.
 
-    from vpstudy.models import build_model, model_info, MODEL_NAMES
+    from vpstudy.models import build_model, model_info, list_models
     model = build_model("gsta", activation="starrelu")      # (B,10,1,64,64) -> (B,10,1,64,64)
+    model = build_model("sepcrev", in_shape=(10, 1, 128, 128), out_frames=20, dataset="kth")
+
+The registry is the only way models are built: the trainer, the explorer, the benchmark and
+the tests all go through `build_model`; `dataset` picks a model's registered per-dataset
+layout (info 'dataset_layouts': the CrevNet-style models' deeper KTH/BAIR layout).
 
 Presets (Moving MNIST, in_shape (10, 1, 64, 64), N_S = 4, kernel 3, MLP ratio 8):
 
@@ -19,10 +24,11 @@ N_T=4 presets, +16 for gsta-l). Models without a configurable activation accept 
 default 'gelu' and raise ValueError for anything else.
 
 Extension point: `register_model(name, builder, info)`. A builder is called as
-`builder(activation=..., in_shape=..., out_frames=..., **overrides)` and returns an
-nn.Module mapping (B, T_in, C, H, W) -> (B, out_frames, C, H, W); it may ignore
-`activation` when its info says activation_configurable=False (build_model has already
-checked it). `build_model` sets `model.name` and `model.out_frames` on the result.
+`builder(activation=..., in_shape=..., out_frames=..., **overrides)` and returns a
+`VideoPredictor` (vpstudy/models/base.py: the model contract) mapping (B, T_in, C, H, W) ->
+(B, out_frames, C, H, W); it may ignore `activation` when its info says
+activation_configurable=False (build_model has already checked it). `build_model` sets
+`model.name` and `model.out_frames` on the result.
 """
 
 from __future__ import annotations
@@ -31,35 +37,37 @@ from typing import Any, Callable
 
 from torch import nn
 
+from vpstudy.config import DATASETS
+
+from .base import VideoPredictor, has_own_training_loss
 from .baselines import AllBlack, LastFrame
 from .layers import ACTIVATIONS, StarReLU, check_activation, make_activation
 from .simvp import SimVP
 
 __all__ = [
-    "MODEL_NAMES", "ACTIVATIONS", "build_model", "model_info", "register_model", "default_input_shape",
-    "SimVP", "LastFrame", "AllBlack", "StarReLU", "make_activation",
+    "ACTIVATIONS", "build_model", "list_models", "model_info", "register_model", "default_input_shape",
+    "VideoPredictor", "has_own_training_loss", "SimVP", "LastFrame", "AllBlack", "StarReLU", "make_activation",
 ]
 
 Builder = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, Builder] = {}
 _INFO: dict[str, dict[str, Any]] = {}
-MODEL_NAMES: tuple[str, ...] = ()
 
 _INFO_KEYS = ("family", "description", "reference_params", "activation_configurable")
 
 
 def register_model(name: str, builder: Builder, info: dict[str, Any]) -> None:
-    """Add a model to the registry (and to MODEL_NAMES).
+    """Add a model to the registry (`list_models()` then lists it).
 
     `info` must hold 'family' (str), 'description' (str), 'reference_params' (int at
     in_shape (10, 1, 64, 64), or None if unknown) and 'activation_configurable' (bool);
     extra keys are kept as given; known ones: 'reference_flops' (forward FLOPs at batch 1),
     'fp32_on' (device types where precision 'auto' trains in fp32: bf16 autocast measured slower),
     'config' (preset hyper-parameters), 'in_shape' (the model's natural (T, C, H, W); read
-    by `default_input_shape`, default (10, 1, 64, 64)).
+    by `default_input_shape`, default (10, 1, 64, 64)), 'dataset_layouts' ({dataset:
+    overrides} that `build_model(..., dataset=...)` applies).
     """
-    global MODEL_NAMES
     if not isinstance(name, str) or not name:
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
     if name in _REGISTRY:
@@ -71,12 +79,16 @@ def register_model(name: str, builder: Builder, info: dict[str, Any]) -> None:
         raise ValueError(f"info for {name!r} is missing keys {missing}; required: {_INFO_KEYS}")
     _REGISTRY[name] = builder
     _INFO[name] = {"name": name, **info}
-    MODEL_NAMES = tuple(_REGISTRY)
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Names of the registered models (of one ``family``, e.g. 'simvp'), in registration order."""
+    return [n for n in _REGISTRY if family is None or _INFO[n]["family"] == family]
 
 
 def _check_name(name: str) -> None:
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(_REGISTRY)}")
 
 
 def model_info(name: str) -> dict[str, Any]:
@@ -89,6 +101,17 @@ def model_info(name: str) -> dict[str, Any]:
     return info
 
 
+def check_model_activation(name: str, activation: str) -> None:
+    """Raise ValueError unless ``name`` is registered and takes ``activation`` (only models
+    whose info says activation_configurable take anything but 'gelu')."""
+    _check_name(name)
+    check_activation(activation)
+    if not _INFO[name]["activation_configurable"] and activation != "gelu":
+        raise ValueError(f"model {name!r} has no configurable activation (no MetaFormer MLP); use "
+                         f"activation='gelu' (the default); configurable models: "
+                         f"{', '.join(n for n in _REGISTRY if _INFO[n]['activation_configurable'])}")
+
+
 def default_input_shape(name: str) -> tuple[int, int, int, int]:
     """The (T_in, C, H, W) a registered model is meant for (info 'in_shape'; Moving MNIST's
     (10, 1, 64, 64) unless the model registered another)."""
@@ -97,32 +120,36 @@ def default_input_shape(name: str) -> tuple[int, int, int, int]:
 
 
 def build_model(name: str, *, activation: str = "gelu",
-                in_shape: tuple[int, int, int, int] = (10, 1, 64, 64),
-                out_frames: int = 10, **overrides: Any) -> nn.Module:
+                in_shape: tuple[int, int, int, int] | None = None,
+                out_frames: int = 10, dataset: str = "mmnist", **overrides: Any) -> VideoPredictor:
     """Build a fresh, randomly initialised model by registry name.
 
     Args:
-        name: one of MODEL_NAMES.
+        name: one of `list_models()`.
         activation: 'gelu' | 'starrelu' (only configurable where model_info says so).
-        in_shape: (T_in, C, H, W) of the observed clip.
+        in_shape: (T_in, C, H, W) of the observed clip; None: the model's own
+            (`default_input_shape`: (10, 1, 64, 64) unless it registered another).
         out_frames: frames to predict (SimVP models need out_frames == T_in).
+        dataset: 'mmnist' | 'kth' | 'bair': applies the model's registered layout for it, if any.
         overrides: preset hyper-parameters to change, e.g. hid_T=128, N_T=2, drop_path=0.1.
 
-    Returns an nn.Module with attributes `name` and `out_frames`.
+    Returns a `VideoPredictor` with attributes `name` and `out_frames`.
     Raises ValueError for an unknown name, activation, shape or override.
     """
-    _check_name(name)
-    check_activation(activation)
-    if not _INFO[name]["activation_configurable"] and activation != "gelu":
-        raise ValueError(f"model {name!r} has no configurable activation; use activation='gelu' "
-                         f"(the default); configurable models: "
-                         f"{', '.join(n for n in MODEL_NAMES if _INFO[n]['activation_configurable'])}")
+    check_model_activation(name, activation)
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset={dataset!r} is not allowed; choose one of {list(DATASETS)}")
+    in_shape = default_input_shape(name) if in_shape is None else in_shape
     if len(tuple(in_shape)) != 4:
         raise ValueError(f"in_shape must be (T, C, H, W), got {in_shape}")
     if int(out_frames) < 1:
         raise ValueError(f"out_frames must be >= 1, got {out_frames}")
+    overrides = {**_INFO[name].get("dataset_layouts", {}).get(dataset, {}), **overrides}
     model = _REGISTRY[name](activation=activation, in_shape=tuple(int(s) for s in in_shape),
                             out_frames=int(out_frames), **overrides)
+    if not isinstance(model, VideoPredictor):
+        raise TypeError(f"the builder of {name!r} returned a {type(model).__name__}, not a "
+                        f"vpstudy.models.VideoPredictor (the model contract)")
     model.name = name
     model.out_frames = int(out_frames)
     return model
@@ -238,6 +265,10 @@ def _crevnet_builder(conv: str, **layout: Any) -> Builder:
     return build
 
 
+# The lightweight-model study's deeper layout for the real-video datasets (REFERENCE §2).
+VIDEO_LAYOUT = dict(ae_blocks=14, rpm_layers=16)
+
+
 def _register_study2() -> None:
     from .predrnn import PredRNN
     from .predrnnpp import PredRNNpp
@@ -253,6 +284,7 @@ def _register_study2() -> None:
         # ~1.6x on the 2-core CPU (32x32), 5.2x on an H200 (64x64: 2.40 s/step against 0.46)
         "fp32_on": ("cpu", "cuda"),
         "config": dict(conv="separable", ae_blocks=12, rpm_layers=8, attention_conv="pointwise"),
+        "dataset_layouts": {"kth": VIDEO_LAYOUT, "bair": VIDEO_LAYOUT},
     })
     register_model("crevnet", _crevnet_builder("standard"), {
         "family": "crevnet",
@@ -262,17 +294,18 @@ def _register_study2() -> None:
         "reference_macs_per_step": 0.99e9,
         "activation_configurable": False,
         "config": dict(conv="standard", ae_blocks=12, rpm_layers=8, attention_conv="pointwise"),
+        "dataset_layouts": {"kth": VIDEO_LAYOUT, "bair": VIDEO_LAYOUT},
     })
     # thuml/predrnn-pytorch mnist_script/predrnn_mnist_train.sh: --reverse_input 1, scheduled
     # sampling 1.0 -> 0 by 2e-5 per iteration, stopping at 50,000 of 80,000 iterations (0.625).
     # The BAIR layout (14 autoencoder blocks, 16 predictive layers, RGB 64x64), as the study's
-    # Table III rows build it (vpstudy/train.py VIDEO_LAYOUT). The paper's Table III counts
+    # Table III rows build it (VIDEO_LAYOUT). The paper's Table III counts
     # (727.26K / 0.6G; CrevNet 9.89M / 7.76G) are those of the 1-channel 128x128 KTH layout;
     # no RGB configuration of this layout gives them (vpstudy/studies/lightweight.toml).
     bair_note = ("the paper's Table III figure ({paper}) is the 1-channel 128x128 KTH layout's "
                  "({kth}); with RGB input the groups are 6 -> 24 -> 96 channels wide, and no RGB "
                  "split/stride/depth of this layout comes within 30% of it")
-    register_model("sepcrev-bair", _crevnet_builder("separable", ae_blocks=14, rpm_layers=16), {
+    register_model("sepcrev-bair", _crevnet_builder("separable", **VIDEO_LAYOUT), {
         "family": "crevnet",
         "description": "the lightweight model's BAIR layout: RGB 64x64, 14 AE blocks (4, 7, 3), 16 RPM layers",
         "reference_params": 4_663_182,
@@ -283,7 +316,7 @@ def _register_study2() -> None:
         "in_shape": (10, 3, 64, 64),
         "config": dict(conv="separable", ae_blocks=14, rpm_layers=16, attention_conv="pointwise"),
     })
-    register_model("crevnet-bair", _crevnet_builder("standard", ae_blocks=14, rpm_layers=16), {
+    register_model("crevnet-bair", _crevnet_builder("standard", **VIDEO_LAYOUT), {
         "family": "crevnet",
         "description": "CrevNet's BAIR layout: RGB 64x64, 14 AE blocks (4, 7, 3), 16 RPM layers",
         "reference_params": 89_021_700,

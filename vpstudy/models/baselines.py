@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from vpstudy.models.base import VideoPredictor
 
 
-class TrivialPredictor(nn.Module):
+class TrivialPredictor(VideoPredictor):
     """A predictor without parameters (a trainer skips optimisation for it): checks
     ``out_frames`` and the (B, T_in, C, H, W) input; subclasses say what to predict."""
 

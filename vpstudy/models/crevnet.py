@@ -19,10 +19,21 @@ the default of ``gate_bias``, see below).
       ▼
     window X_t      (B, C, 3, H, W)             the same three frames shifted by one
 
-Parameter counts (Moving MNIST, 1×3×64×64 windows, checked in tests/test_crevnet.py):
+Parameter counts (built by the registry, `vpstudy.models.build_model`; checked in
+tests/test_crevnet.py):
 
-    sepcrev_mnist()  368,706  (autoencoder 11,330)   ≈0.078 GMACs per 3-frame step
-    crevnet_mnist() 4,997,444 (autoencoder 104,516)  ≈0.99  GMACs per 3-frame step
+    build_model(...)                        layout            params     GMACs per 3-frame step
+    "sepcrev"  Moving MNIST 1×64×64         12 AE / 8 RPM     368,706    ≈0.078 (AE 11,330)
+    "crevnet"  Moving MNIST 1×64×64         12 AE / 8 RPM   4,997,444    ≈0.99  (AE 104,516)
+    "sepcrev", dataset="kth", 1×128×128     14 AE / 16 RPM    727,170     0.592 (paper 727.26K/0.6G)
+    "crevnet", dataset="kth", 1×128×128     14 AE / 16 RPM  9,894,756     7.758 (paper 9.89M/7.76G)
+    "sepcrev-bair"  3×64×64 RGB             14 AE / 16 RPM  4,663,182     0.930 (96 wide: RGB)
+    "crevnet-bair"  3×64×64 RGB             14 AE / 16 RPM 89,021,700    17.45
+
+The attention conv is 1×1×1 (CrevNet's own code: its 3×3×3 line is commented out); that gives
+368,706 parameters, 0.07% from the study's 368.96K, where a separable 3×3×3 one would give
+375,362 (1.7% off). A depthwise 1×1×1 conv would only rescale channels, so "separable" 1×1×1
+is just this pointwise conv.
 
 Two facts the exact counts pin down (both follow CrevNet's public code):
 - ST-LSTM gate convs carry a bias in CrevNet (nn.Conv3d's default), 7×32 numbers per layer;
@@ -45,6 +56,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .base import VideoPredictor
 
 CONV_TYPES: tuple[str, ...] = ("separable", "standard")
 ATTENTION_CONVS: tuple[str, ...] = ("pointwise", "3x3x3")
@@ -393,7 +406,7 @@ class ReversiblePredictor(nn.Module):
 
 # --------------------------------------------------------------------------- full model
 
-class CrevNetPredictor(nn.Module):
+class CrevNetPredictor(VideoPredictor):
     """CrevNet-style video predictor on sliding 3-frame windows (the project's model contract).
 
     Window j is frames (j, j+1, j+2), as a (B, C, 3, H, W) tensor. One `step` maps window j
@@ -411,19 +424,16 @@ class CrevNetPredictor(nn.Module):
             conv type (standard: True, as nn.Conv3d's default in CrevNet's code; separable:
             False, as in the study). These are the choices that give the exact counts.
         in_frames, out_frames: observed and predicted frames of the contract.
-        name: the model's name (for logs and registries).
 
     Attributes: name, in_frames, out_frames, conv, autoencoder, predictor.
     """
 
-    window_length = 3
-
-    window_frames = 3          # frames per recurrent step (for per-step cost accounting)
+    window_frames = 3          # frames per window: one recurrent step (the model contract)
 
     def __init__(self, conv: str = "separable", in_channels: int = 1,
                  ae_blocks: int | tuple[int, int, int] = 12, rpm_layers: int = 8,
                  attention_conv: str = "pointwise", gate_bias: bool | None = None,
-                 in_frames: int = 10, out_frames: int = 10, name: str | None = None):
+                 in_frames: int = 10, out_frames: int = 10):
         super().__init__()
         check_conv_type(conv)
         if in_channels not in (1, 3):
@@ -435,15 +445,15 @@ class CrevNetPredictor(nn.Module):
             stage_blocks = AE_STAGE_SPLITS[ae_blocks]
         else:
             stage_blocks = tuple(ae_blocks)
-        if in_frames < self.window_length:
-            raise ValueError(f"in_frames must be >= {self.window_length} (one full window), "
+        if in_frames < self.window_frames:
+            raise ValueError(f"in_frames must be >= {self.window_frames} (one full window), "
                              f"got {in_frames}")
         if out_frames < 1:
             raise ValueError(f"out_frames must be >= 1, got {out_frames}")
         if gate_bias is None:
             gate_bias = conv == "standard"
         self.conv = conv
-        self.name = name or ("sepcrev" if conv == "separable" else "crevnet")
+        self.name = "sepcrev" if conv == "separable" else "crevnet"   # build_model sets the registry name
         self.in_channels = in_channels
         self.in_frames = in_frames
         self.out_frames = out_frames
@@ -498,8 +508,8 @@ class CrevNetPredictor(nn.Module):
         """
         self._check_frames(x, "x")
         T_in = x.shape[1]
-        if T_in < self.window_length:
-            raise ValueError(f"need at least {self.window_length} observed frames, got {T_in}")
+        if T_in < self.window_frames:
+            raise ValueError(f"need at least {self.window_frames} observed frames, got {T_in}")
         state = None
         for j in range(T_in - 3):
             state = self.observe(self._window(x, j), state)
@@ -573,55 +583,3 @@ class CrevNetPredictor(nn.Module):
         averaged = {key: total / transitions for key, total in sums.items()}
         averaged["transitions"] = torch.tensor(float(transitions))
         return loss, averaged
-
-
-# --------------------------------------------------------------------------- presets
-
-def sepcrev_mnist() -> CrevNetPredictor:
-    """The lightweight separable model for Moving MNIST: 1×64×64, 12 AE blocks, 8 RPM layers.
-
-    368,706 parameters, ≈0.078 GMACs per 3-frame step; observe 10, predict 10.
-    Attention conv: 1×1×1 (CrevNet's own code uses a 1×1×1 attention conv, its 3×3×3 line is
-    commented out, and this gives 368,706 parameters, 0.07% from the study's 368.96K; a
-    separable 3×3×3 one would give 375,362, 1.7% off). A depthwise 1×1×1 conv would only
-    rescale channels, so "separable" 1×1×1 is just this pointwise conv.
-    """
-    return CrevNetPredictor("separable", in_channels=1, ae_blocks=12, rpm_layers=8,
-                            attention_conv="pointwise", out_frames=10, name="sepcrev_mnist")
-
-
-def crevnet_mnist() -> CrevNetPredictor:
-    """CrevNet (standard 3D convs) for Moving MNIST: 4,997,444 params, ≈0.99 GMACs per step."""
-    return CrevNetPredictor("standard", in_channels=1, ae_blocks=12, rpm_layers=8,
-                            attention_conv="pointwise", out_frames=10, name="crevnet_mnist")
-
-
-def sepcrev_kth() -> CrevNetPredictor:
-    """Separable model for KTH: 1×128×128, 14 AE blocks (4, 7, 3), 16 RPM layers;
-    observe 10, predict 20. 727,170 params, 0.592 GMACs per 1×3×128×128 step (the study's
-    Table III "727.26K / 0.6G" matches this layout)."""
-    return CrevNetPredictor("separable", in_channels=1, ae_blocks=14, rpm_layers=16,
-                            out_frames=20, name="sepcrev_kth")
-
-
-def crevnet_kth() -> CrevNetPredictor:
-    """CrevNet for KTH: 1×128×128, 14 AE blocks (4, 7, 3), 16 RPM layers; predict 20.
-    9,894,756 params, 7.758 GMACs per 1×3×128×128 step (study: 9.89M / 7.76G)."""
-    return CrevNetPredictor("standard", in_channels=1, ae_blocks=14, rpm_layers=16,
-                            out_frames=20, name="crevnet_kth")
-
-
-def sepcrev_bair() -> CrevNetPredictor:
-    """Separable model for BAIR: 3×64×64 RGB, 14 AE blocks (4, 7, 3), 16 RPM layers;
-    observe 10, predict 10. RGB makes the groups 6 → 24 → 96 channels, so the RPM is
-    96 wide: 4,663,182 params, 0.930 GMACs per 3×3×64×64 step. (The study's BAIR numbers,
-    727.26K / 0.6G, match the 1-channel 32-wide 128×128 layout instead: see sepcrev_kth.)"""
-    return CrevNetPredictor("separable", in_channels=3, ae_blocks=14, rpm_layers=16,
-                            out_frames=10, name="sepcrev_bair")
-
-
-def crevnet_bair() -> CrevNetPredictor:
-    """CrevNet for BAIR: 3×64×64 RGB, 14 AE blocks (4, 7, 3), 16 RPM layers, 96 wide:
-    89,021,700 params, 17.45 GMACs per step (the study's 9.89M / 7.76G match crevnet_kth)."""
-    return CrevNetPredictor("standard", in_channels=3, ae_blocks=14, rpm_layers=16,
-                            out_frames=10, name="crevnet_bair")

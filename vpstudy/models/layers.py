@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ACTIVATIONS: tuple[str, ...] = ("gelu", "starrelu")
+from vpstudy.config import ACTIVATIONS
+
 DROP_PATH_SCHEDULES: tuple[str, ...] = ("linear", "openstl")
 
 

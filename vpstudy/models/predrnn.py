@@ -12,8 +12,9 @@ This module holds:
 - `PatchedRecurrentPredictor`: what PredRNN and PredRNN++ share -- patching, the recurrent
   roll-out, the project's model contract (`forward`, `training_loss`). Subclasses supply
   `init_state` and `step`.
-- `SpatioTemporalLSTMCell`, `PredRNN`, and the builders `predrnn_mnist`, `predrnn_kth`,
-  `predrnn_bair`.
+- `SpatioTemporalLSTMCell`, `PredRNN` (built by the registry: ``build_model("predrnn",
+  in_shape=...)``; the same 4 x 128, filter 5, patch 4 network for Moving MNIST and KTH,
+  23,838,720 parameters; on 3-channel BAIR frames 24,559,616).
 
 Model contract (shared with every model in `vpstudy.models`):
 
@@ -48,6 +49,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .base import VideoPredictor
 
 # PredRNN's run.py / MNIST + KTH scripts: eta starts at 1.0 and drops by
 # sampling_changing_rate = 2e-5 per iteration until sampling_stop_iter = 50,000, then is 0;
@@ -111,7 +114,7 @@ def _check_filter_size(filter_size: int) -> int:
     return filter_size
 
 
-class PatchedRecurrentPredictor(nn.Module):
+class PatchedRecurrentPredictor(VideoPredictor):
     """Base class: a recurrent next-frame predictor working on 4x4 (patch x patch) patched frames.
 
     A subclass builds its cells and calls ``super().__init__(...)`` first; it implements
@@ -370,28 +373,3 @@ class PredRNN(PatchedRecurrentPredictor):
             hs[i], cs[i], m = cell(x, hs[i], cs[i], m)
             x = hs[i]
         return x, (hs, cs, m)
-
-
-# Builders. PredRNN used the same network (4 x 128, k 5, patch 4) for Moving MNIST and KTH;
-# BAIR here is the same network on 3-channel frames (48 channels after 4x4 patching).
-
-
-def predrnn_mnist(in_shape: tuple[int, int, int, int] = (10, 1, 64, 64), out_frames: int = 10,
-                  patch: int = 4, **kwargs: Any) -> PredRNN:
-    """PredRNN for Moving MNIST (10 -> 10 frames of 1x64x64): 23,838,720 parameters.
-
-    Extra keyword arguments (hidden, filter_size, sampling_stop_progress) go to `PredRNN`.
-    """
-    return PredRNN(in_shape, out_frames, patch=patch, **kwargs)
-
-
-def predrnn_kth(in_shape: tuple[int, int, int, int] = (10, 1, 128, 128), out_frames: int = 20,
-                patch: int = 4, **kwargs: Any) -> PredRNN:
-    """PredRNN for KTH (10 -> 20 frames of 1x128x128, patch 4): 23,838,720 parameters."""
-    return PredRNN(in_shape, out_frames, patch=patch, **kwargs)
-
-
-def predrnn_bair(in_shape: tuple[int, int, int, int] = (10, 3, 64, 64), out_frames: int = 10,
-                 patch: int = 4, **kwargs: Any) -> PredRNN:
-    """PredRNN for BAIR (10 -> 10 frames of 3x64x64, patch 4): 24,559,616 parameters."""
-    return PredRNN(in_shape, out_frames, patch=patch, **kwargs)

@@ -27,8 +27,6 @@ does not, nor do we.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -201,29 +199,3 @@ class PredRNNpp(PatchedRecurrentPredictor):
                 z = self.highway(x, z)
                 x = z
         return x, (hs, cs, m, z)
-
-
-# Builders: PredRNN++ used the same network for Moving MNIST and KTH (patch 4); BAIR is the
-# same network on 3-channel frames.
-
-
-def predrnnpp_mnist(in_shape: tuple[int, int, int, int] = (10, 1, 64, 64), out_frames: int = 10,
-                    patch: int = 4, **kwargs: Any) -> PredRNNpp:
-    """PredRNN++ for Moving MNIST (10 -> 10 frames of 1x64x64): 15,367,168 parameters.
-
-    Extra keyword arguments (hidden, filter_size, conv_bias, layer_norm,
-    sampling_stop_progress) go to `PredRNNpp`.
-    """
-    return PredRNNpp(in_shape, out_frames, patch=patch, **kwargs)
-
-
-def predrnnpp_kth(in_shape: tuple[int, int, int, int] = (10, 1, 128, 128), out_frames: int = 20,
-                  patch: int = 4, **kwargs: Any) -> PredRNNpp:
-    """PredRNN++ for KTH (10 -> 20 frames of 1x128x128, patch 4): 15,367,168 parameters."""
-    return PredRNNpp(in_shape, out_frames, patch=patch, **kwargs)
-
-
-def predrnnpp_bair(in_shape: tuple[int, int, int, int] = (10, 3, 64, 64), out_frames: int = 10,
-                   patch: int = 4, **kwargs: Any) -> PredRNNpp:
-    """PredRNN++ for BAIR (10 -> 10 frames of 3x64x64, patch 4): 16,086,016 parameters."""
-    return PredRNNpp(in_shape, out_frames, patch=patch, **kwargs)

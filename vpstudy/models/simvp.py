@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import VideoPredictor
 from .translators import make_translator
 
 
@@ -96,7 +97,7 @@ class Decoder(nn.Module):
         return self.readout(self.layers[-1](z + skip))
 
 
-class SimVP(nn.Module):
+class SimVP(VideoPredictor):
     """SimVP video predictor (v1 with translator='incepu', v2 with 'gsta'; or 'poolformer').
 
     Args:

@@ -56,6 +56,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .base import VideoPredictor
+
 # Best-of-N evaluation (SVG's protocol: N samples per test sequence, the best per sequence
 # for each metric). SVG's paper draws 100; the small profiles draw fewer to stay fast.
 EVAL_SAMPLES = {"paper": 100, "cpu": 10, "smoke": 2}
@@ -180,7 +182,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
     return mu + (0.5 * logvar).exp() * eps
 
 
-class SVGLP(nn.Module):
+class SVGLP(VideoPredictor):
     """SVG-LP with the VGG 64×64 encoder/decoder (the project's model contract).
 
     Args:
@@ -315,10 +317,3 @@ class SVGLP(nn.Module):
     def predict_mean(self, x: torch.Tensor) -> torch.Tensor:
         """The prediction with z_t = the prior's mean at every step (deterministic)."""
         return self.sample(x, mean=True)
-
-
-def svg_bair(in_shape: tuple[int, int, int, int] = (10, 3, 64, 64), out_frames: int = 10,
-             **kwargs) -> SVGLP:
-    """SVG-LP as published for BAIR (edenton/svg README): VGG 64, g 128, z 64, rnn 256,
-    LSTM layers predictor 2 / prior 1 / posterior 1, β = 1e-4. 22,831,747 params at 3×64×64."""
-    return SVGLP(in_shape, out_frames, **kwargs)
