@@ -18,7 +18,7 @@ def _defaults() -> dict:
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     ns: dict = {}
     exec("".join(cell["source"]), ns)
-    return {k: v for k, v in ns.items() if not k.startswith("__")}
+    return {k: v for k, v in ns.items() if not k.startswith("__") and k != "Optional"}   # its typing import
 
 
 def test_notebook_defaults_give_the_profile_defaults(monkeypatch):
