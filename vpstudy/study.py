@@ -281,9 +281,15 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     root = runs.runs_root(root).resolve()
     done = [r for r in todo if runs.RunDir(root / r.run_id).status() == "completed"]
     pending = [r for r in todo if r not in done]
+    # another runner (a second `vpstudy study`, a cluster worker) is training these: leave them
+    in_use = [r for r in pending if runs.RunDir(root / r.run_id).lock().held_by_another()]
+    pending = [r for r in pending if r not in in_use]
     pending.sort(key=lambda r: r.config.seed)     # every row's first seed first, then the next
+    for r in in_use:
+        print(f"skipping {r.run_id} ({r.table}: {r.row}): in use by another process", flush=True)
     print(f"study {name} at profile {profile}: {len(todo)} distinct runs "
-          f"({len(rows)} table rows), {len(done)} already completed, {len(pending)} to run "
+          f"({len(rows)} table rows), {len(done)} already completed, {len(in_use)} in use elsewhere, "
+          f"{len(pending)} to run "
           f"{f'on Dask cluster {cluster}' if cluster else f'with {jobs} at once'}; runs root {root}",
           flush=True)
     # this machine's cores shared by its runs; on a remote cluster, each worker machine's default
@@ -298,6 +304,8 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
             return run, None, time.time() - t
         except Exception as e:  # noqa: BLE001 - a failed run is recorded and the study goes on
             msg = f"{type(e).__name__}: {e}"
+            if runs.RunDir(root / run.run_id).lock().held_by_another():
+                return run, f"in use by another process ({msg})", time.time() - t   # not ours to mark
             _mark_failed(root, run, msg)
             return run, msg, time.time() - t
 
