@@ -319,7 +319,14 @@ class _Lock:
         raise RunLockedError(f"could not lock {self.path}")
 
     def held_by_another(self) -> bool:
-        return self.path.exists() and not self._stale()
+        """Whether a live process other than this one holds the lock."""
+        return self.path.exists() and not self._stale() and not self._mine()
+
+    def _mine(self) -> bool:
+        try:
+            return self.path.read_text().strip() == _lock_token()
+        except OSError:
+            return False
 
     def locked_error(self) -> RunLockedError:
         return RunLockedError(
@@ -378,7 +385,10 @@ def failures_recorded(rd: RunDir, config: dict[str, Any] | None = None) -> Itera
 
 def mark_failed(rd: RunDir, error: str, config: dict[str, Any] | None = None) -> None:
     """Set ``rd``'s record to ``failed`` with ``error`` (writing a minimal one if there is none);
-    an unreadable record is left for the user to inspect."""
+    an unreadable record is left for the user to inspect, and a run that another live process
+    holds the lock of is not ours to mark (it is training there)."""
+    if rd.lock().held_by_another():
+        return
     try:
         rec = rd.load() if rd.exists() else {"id": rd.id, "config": config or {}, "history": []}
     except CorruptRecord:

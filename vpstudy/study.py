@@ -304,9 +304,7 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
             return run, None, time.time() - t
         except Exception as e:  # noqa: BLE001 - a failed run is recorded and the study goes on
             msg = f"{type(e).__name__}: {e}"
-            if runs.RunDir(root / run.run_id).lock().held_by_another():
-                return run, f"in use by another process ({msg})", time.time() - t   # not ours to mark
-            _mark_failed(root, run, msg)
+            _mark_failed(root, run, msg)          # left alone if another process is training it
             return run, msg, time.time() - t
 
     with run_pool(jobs, cluster) as (submit, completed):
