@@ -76,6 +76,14 @@ def test_activation_configurability_in_info():
     assert model_info("last-frame")["family"] == "baseline"
 
 
+def test_model_info_is_a_deep_copy():
+    info = model_info("sepcrev")
+    info["dataset_layouts"]["kth"]["ae_blocks"] = -1
+    info["dataset_layouts"].clear()
+    assert model_info("sepcrev")["dataset_layouts"]["kth"]["ae_blocks"] == 14
+    assert model_info("sepcrev")["dataset_layouts"].keys() == {"kth", "bair"}
+
+
 @pytest.mark.parametrize("name", ["incepu", "gsta", "poolformer", "last-frame"])
 def test_forward_shape_batch2(built, name):
     model = built[name].eval()

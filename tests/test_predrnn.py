@@ -20,32 +20,16 @@ from vpstudy.models.predrnnpp import (
     PredRNNpp,
 )
 
-KTH = dict(in_shape=(10, 1, 128, 128), out_frames=20, dataset="kth")
-BAIR = dict(in_shape=(10, 3, 64, 64), dataset="bair")
+# The registry's input layouts of the studies' three datasets.
+LAYOUTS = {
+    "mmnist": {},
+    "kth": dict(in_shape=(10, 1, 128, 128), out_frames=20, dataset="kth"),
+    "bair": dict(in_shape=(10, 3, 64, 64), dataset="bair"),
+}
 
 
-def predrnn_mnist(**kw):
-    return build_model("predrnn", **kw)
-
-
-def predrnn_kth(**kw):
-    return build_model("predrnn", **{**KTH, **kw})
-
-
-def predrnn_bair(**kw):
-    return build_model("predrnn", **{**BAIR, **kw})
-
-
-def predrnnpp_mnist(**kw):
-    return build_model("predrnnpp", **kw)
-
-
-def predrnnpp_kth(**kw):
-    return build_model("predrnnpp", **{**KTH, **kw})
-
-
-def predrnnpp_bair(**kw):
-    return build_model("predrnnpp", **{**BAIR, **kw})
+def build(name, dataset="mmnist", **kw):
+    return build_model(name, **{**LAYOUTS[dataset], **kw})
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,22 +69,22 @@ SMALL_BUILDERS = [small_predrnn, small_predrnnpp]
 # -- parameter counts -------------------------------------------------------------------------
 
 def test_predrnn_param_counts():
-    assert n_params(predrnn_mnist()) == 23_838_720  # REFERENCE §2
-    assert n_params(predrnn_kth()) == 23_838_720    # same network, 1 channel, patch 4
-    assert n_params(predrnn_bair()) == 24_559_616   # 48 patched channels in and out
+    assert n_params(build("predrnn")) == 23_838_720  # REFERENCE §2
+    assert n_params(build("predrnn", "kth")) == 23_838_720    # same network, 1 channel, patch 4
+    assert n_params(build("predrnn", "bair")) == 24_559_616   # 48 patched channels in and out
 
 
 def test_predrnnpp_param_counts_and_conventions():
-    assert n_params(predrnnpp_mnist()) == 15_367_168
-    assert n_params(predrnnpp_kth()) == 15_367_168
-    assert n_params(predrnnpp_bair()) == 16_086_016
+    assert n_params(build("predrnnpp")) == 15_367_168
+    assert n_params(build("predrnnpp", "kth")) == 15_367_168
+    assert n_params(build("predrnnpp", "bair")) == 16_086_016
     # the original TF code: biased convs + tensor layer norm -> REFERENCE's "≈15.39M"
-    assert n_params(predrnnpp_mnist(conv_bias=True)) == 15_375_056
-    assert n_params(predrnnpp_mnist(conv_bias=True, layer_norm=True)) == 15_390_160
+    assert n_params(build("predrnnpp", conv_bias=True)) == 15_375_056
+    assert n_params(build("predrnnpp", conv_bias=True, layer_norm=True)) == 15_390_160
 
 
 def test_predrnnpp_memory_channels_follow_the_zigzag():
-    model = predrnnpp_mnist()
+    model = build("predrnnpp")
     conv_m_in = [cell.conv_m.in_channels for cell in model.cells]
     assert conv_m_in == [64, 128, 64, 64]  # layer 0 gets the top layer's (64-channel) memory
     assert model.cells[1].conv_x.in_channels == 128  # layer 1 reads the GHU state z
@@ -108,9 +92,9 @@ def test_predrnnpp_memory_channels_follow_the_zigzag():
 
 # -- shapes and the contract ------------------------------------------------------------------
 
-@pytest.mark.parametrize("build", SMALL_BUILDERS)
-def test_forward_shape_and_attributes(build):
-    model = build().eval()
+@pytest.mark.parametrize("make_small", SMALL_BUILDERS)
+def test_forward_shape_and_attributes(make_small):
+    model = make_small().eval()
     x = torch.rand(2, 3, 1, 16, 16)
     with torch.no_grad():
         y = model(x)
@@ -119,27 +103,27 @@ def test_forward_shape_and_attributes(build):
     assert model.name in ("predrnn", "predrnnpp")
 
 
-@pytest.mark.parametrize("build", [predrnn_kth, predrnnpp_kth])
-def test_kth_config_predicts_20_frames(build):
-    model = build(in_shape=(10, 1, 16, 16), hidden=(4, 4)).eval()
+@pytest.mark.parametrize("name", ["predrnn", "predrnnpp"])
+def test_kth_config_predicts_20_frames(name):
+    model = build(name, "kth", in_shape=(10, 1, 16, 16), hidden=(4, 4)).eval()
     assert model.out_frames == 20 and model.patch == 4
     with torch.no_grad():
         y = model(torch.rand(2, 10, 1, 16, 16))
     assert y.shape == (2, 20, 1, 16, 16)
 
 
-@pytest.mark.parametrize("build", [predrnn_bair, predrnnpp_bair])
-def test_bair_config_rgb(build):
-    model = build(in_shape=(2, 3, 8, 8), out_frames=3, hidden=(4, 4)).eval()
+@pytest.mark.parametrize("name", ["predrnn", "predrnnpp"])
+def test_bair_config_rgb(name):
+    model = build(name, "bair", in_shape=(2, 3, 8, 8), out_frames=3, hidden=(4, 4)).eval()
     assert model.frame_channels == 48
     with torch.no_grad():
         assert model(torch.rand(1, 2, 3, 8, 8)).shape == (1, 3, 3, 8, 8)
 
 
-@pytest.mark.parametrize("build", SMALL_BUILDERS)
-def test_forward_is_deterministic_in_eval(build):
+@pytest.mark.parametrize("make_small", SMALL_BUILDERS)
+def test_forward_is_deterministic_in_eval(make_small):
     torch.manual_seed(0)
-    model = build().eval()
+    model = make_small().eval()
     x = torch.rand(2, 3, 1, 16, 16)
     with torch.no_grad():
         assert torch.equal(model(x), model(x))
@@ -172,10 +156,10 @@ def test_scheduled_sampling_prob_mapping():
         scheduled_sampling_prob(0.5, stop_progress=0.0)
 
 
-@pytest.mark.parametrize("build", SMALL_BUILDERS)
-def test_training_loss_finite_and_grads_reach_every_parameter(build):
+@pytest.mark.parametrize("make_small", SMALL_BUILDERS)
+def test_training_loss_finite_and_grads_reach_every_parameter(make_small):
     torch.manual_seed(0)
-    model = build().train()
+    model = make_small().train()
     inputs, targets = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 4, 1, 16, 16)
     loss, parts = model.training_loss(inputs, targets, mse_criterion, progress=0.3)
     assert loss.ndim == 0 and torch.isfinite(loss)
@@ -187,9 +171,9 @@ def test_training_loss_finite_and_grads_reach_every_parameter(build):
         assert p.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("build", SMALL_BUILDERS)
-def test_training_predicts_frames_1_to_T_minus_1(build):
-    model = build()
+@pytest.mark.parametrize("make_small", SMALL_BUILDERS)
+def test_training_predicts_frames_1_to_T_minus_1(make_small):
+    model = make_small()
     record = Recorder()
     inputs, targets = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 4, 1, 16, 16)
     model.training_loss(inputs, targets, record, progress=0.0)
@@ -197,11 +181,11 @@ def test_training_predicts_frames_1_to_T_minus_1(build):
     assert torch.equal(record.target, torch.cat([inputs, targets], 1)[:, 1:])
 
 
-@pytest.mark.parametrize("build", SMALL_BUILDERS)
-def test_late_training_rolls_out_like_inference(build):
+@pytest.mark.parametrize("make_small", SMALL_BUILDERS)
+def test_late_training_rolls_out_like_inference(make_small):
     """p = 0: every future input is the model's own prediction, exactly as in forward()."""
     torch.manual_seed(0)
-    model = build().eval()
+    model = make_small().eval()
     record = Recorder()
     inputs, targets = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 4, 1, 16, 16)
     with torch.no_grad():
@@ -210,12 +194,12 @@ def test_late_training_rolls_out_like_inference(build):
     torch.testing.assert_close(record.pred[:, 2:], rollout, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("build", SMALL_BUILDERS)
-def test_early_training_feeds_true_future_frames(build):
+@pytest.mark.parametrize("make_small", SMALL_BUILDERS)
+def test_early_training_feeds_true_future_frames(make_small):
     """p = 1 (teacher forcing): the prediction of frame T_in+1 depends on the true frame T_in;
     at p = 0 it does not."""
     torch.manual_seed(0)
-    model = build().eval()
+    model = make_small().eval()
     record = Recorder()
     inputs = torch.rand(2, 3, 1, 16, 16)
     targets_a, targets_b = torch.rand(2, 4, 1, 16, 16), torch.rand(2, 4, 1, 16, 16)

@@ -33,6 +33,7 @@ activation_configurable=False (build_model has already checked it). `build_model
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 from torch import nn
@@ -93,12 +94,10 @@ def _check_name(name: str) -> None:
 
 def model_info(name: str) -> dict[str, Any]:
     """What a registered model is: name, family, description, reference_params,
-    activation_configurable, and (for presets) reference_flops and config. A copy."""
+    activation_configurable, and (for presets) reference_flops, config and dataset_layouts.
+    A deep copy: changing it leaves the registry as it is."""
     _check_name(name)
-    info = dict(_INFO[name])
-    if isinstance(info.get("config"), dict):
-        info["config"] = dict(info["config"])
-    return info
+    return copy.deepcopy(_INFO[name])
 
 
 def check_model_activation(name: str, activation: str) -> None:
