@@ -66,6 +66,21 @@ def test_profile_params_scale_epochs():
     assert profile_params(study, entry, "cpu")["batch_size"] == 16          # the default 32, halved
 
 
+def test_row_settings_at_one_profile_override_the_profiles():
+    study = load_study("lightweight")
+    entry = {"table": "T", "row": "r", "model": "crevnet", "lr": 5e-4,
+             "at_profile": {"cpu": {"lr": 0.01}, "smoke": {"batch_size": 3}}}
+    assert study["profiles"]["cpu"]["lr"] != 0.01
+    assert profile_params(study, entry, "cpu")["lr"] == 0.01           # the row's, over the profile's
+    assert profile_params(study, entry, "paper")["lr"] == 5e-4         # the row's paper setting
+    assert profile_params(study, entry, "smoke")["batch_size"] == 3
+    assert "at_profile" not in profile_params(study, entry, "cpu")
+    with pytest.raises(ValueError, match="unknown profile.*'laptop'"):
+        profile_params(study, {**entry, "at_profile": {"laptop": {"lr": 0.1}}}, "cpu")
+    with pytest.raises(ValueError, match="at_profile must map"):
+        profile_params(study, {**entry, "at_profile": {"cpu": 0.01}}, "cpu")
+
+
 def _fake_record(root: Path, run, mse: float, ssim: float, history=True):
     rd = runs.RunDir(root / run.run_id)
     t = 10

@@ -3,7 +3,9 @@
 A study file (``vpstudy/studies/<name>.toml``) lists every table row of a paper as a set
 of notebook parameters at the paper's settings, with the paper's numbers. Profiles map
 the paper's settings to the scale of the run (``[profiles.<name>]``: an ``epochs_scale``,
-a ``batch_scale`` and overrides). :func:`study_runs` expands a study into concrete, validated configs;
+a ``batch_scale`` and overrides); a row's ``at_profile.<name>`` table holds that row's own
+settings at one profile (e.g. a learning rate chosen by a sweep at that scale), applied
+after the profile's. :func:`study_runs` expands a study into concrete, validated configs;
 :func:`run_study` executes each distinct config once per seed with papermill, keeps the
 executed notebook beside its run record, skips completed runs, and carries on past
 failures.
@@ -22,12 +24,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from vpstudy import runs
-from vpstudy.config import BASELINES, TrainConfig, baseline_config, default_profile, make_config
+from vpstudy.config import BASELINES, PROFILES, TrainConfig, baseline_config, default_profile, make_config
 
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 REPO = Path(__file__).resolve().parent.parent
 ABLATION_NOTEBOOK = REPO / "notebooks" / "ablation.ipynb"   # in a source checkout, not in a wheel
-ROW_KEYS = ("table", "row", "paper", "profiles")
+ROW_KEYS = ("table", "row", "paper", "profiles", "at_profile")
 STUDY_KEYS = ("name", "title", "notebook", "defaults", "profiles", "tables", "runs", "metrics",
               "figures_table", "figures_extra_test")
 
@@ -91,8 +93,22 @@ def profile_params(study: dict, entry: dict, profile: str) -> dict[str, Any]:
         params["batch_size"] = max(1, round(params["batch_size"] * batch_scale))
     for k, v in prof.items():
         params[k] = v
+    params.update(_row_at_profile(entry, profile))
     params["profile"] = profile
     return {k: v for k, v in params.items() if v is not None}
+
+
+def _row_at_profile(entry: dict, profile: str) -> dict[str, Any]:
+    """The row's own settings at ``profile`` (``at_profile = { cpu = { lr = 0.01 } }``)."""
+    at = entry.get("at_profile", {})
+    if not isinstance(at, dict) or not all(isinstance(v, dict) for v in at.values()):
+        raise ValueError(f"row {entry.get('row')!r}: at_profile must map profile names to tables "
+                         f"of settings, e.g. at_profile = {{ cpu = {{ lr = 0.01 }} }}; got {at!r}")
+    unknown = sorted(set(at) - set(PROFILES))
+    if unknown:
+        raise ValueError(f"row {entry.get('row')!r}: at_profile names unknown profile(s) {unknown}; "
+                         f"profiles are {list(PROFILES)}")
+    return dict(at.get(profile, {}))
 
 
 def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[StudyRun]:
