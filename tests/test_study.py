@@ -69,9 +69,9 @@ def test_profile_params_scale_epochs():
 def test_row_settings_at_one_profile_override_the_profiles():
     study = load_study("lightweight")
     entry = {"table": "T", "row": "r", "model": "crevnet", "lr": 5e-4,
-             "at_profile": {"cpu": {"lr": 0.01}, "smoke": {"batch_size": 3}}}
-    assert study["profiles"]["cpu"]["lr"] != 0.01
-    assert profile_params(study, entry, "cpu")["lr"] == 0.01           # the row's, over the profile's
+             "at_profile": {"cpu": {"lr": 0.02}, "smoke": {"batch_size": 3}}}
+    assert study["profiles"]["cpu"]["lr"] != 0.02
+    assert profile_params(study, entry, "cpu")["lr"] == 0.02           # the row's, over the profile's
     assert profile_params(study, entry, "paper")["lr"] == 5e-4         # the row's paper setting
     assert profile_params(study, entry, "smoke")["batch_size"] == 3
     assert "at_profile" not in profile_params(study, entry, "cpu")
