@@ -45,3 +45,23 @@ def trained_runs(tmp_path_factory, cache_dir):
     else:
         os.environ["VPSTUDY_CACHE"] = old
     return root, rec, base
+
+
+@pytest.fixture
+def lock_held_elsewhere():
+    """``hold(run_dir)``: make ``run_dir``'s lock look held by another live process on this
+    host (a sleeping child, killed at teardown)."""
+    import subprocess
+    import sys
+
+    from vpstudy import runs
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+
+    def hold(rd: "runs.RunDir") -> None:
+        rd.path.mkdir(parents=True, exist_ok=True)
+        rd.lock().path.write_text(runs._lock_token(other.pid) + "\n")
+
+    yield hold
+    other.kill()
+    other.wait()

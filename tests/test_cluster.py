@@ -47,22 +47,13 @@ def test_missing_notebook_stops_before_any_work(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_run_another_runner_is_training_is_left_alone(tmp_path, capsys):
-    import socket
-    import subprocess
-    import sys
-
+def test_a_run_another_runner_is_training_is_left_alone(tmp_path, capsys, lock_held_elsewhere):
     from vpstudy import runs
 
     first, second = sorted({r.run_id for r in study_runs("simvp", "smoke") if r.table == "Table 2"})
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    try:
-        busy = runs.RunDir(tmp_path / first)
-        busy.path.mkdir(parents=True)
-        (busy.path / "lock").write_text(f"{other.pid} {socket.gethostname()}\n")
-        assert run_study("simvp", "smoke", only="Table 2", root=tmp_path, executor="command") == 0
-    finally:
-        other.kill()
+    busy = runs.RunDir(tmp_path / first)
+    lock_held_elsewhere(busy)
+    assert run_study("simvp", "smoke", only="Table 2", root=tmp_path, executor="command") == 0
     out = capsys.readouterr().out
     assert f"skipping {first} (Table 2: " in out and "1 in use elsewhere" in out
     assert not busy.exists()                                  # no record written for it, not "failed"

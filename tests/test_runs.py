@@ -72,21 +72,12 @@ def test_git_commit_reported(tmp_path, monkeypatch):
     assert runs.git_commit(tmp_path) is None
 
 
-def test_mark_failed_leaves_a_run_another_process_is_training(tmp_path):
-    import socket
-    import subprocess
-    import sys
-
+def test_mark_failed_leaves_a_run_another_process_is_training(tmp_path, lock_held_elsewhere):
     rd = runs.RunDir(tmp_path / "r")
     rd.save({"id": "r", "status": "running", "config": {}, "history": []})
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        (rd.path / "lock").write_text(f"{other.pid} {socket.gethostname()}\n")
-        runs.mark_failed(rd, "RunLockedError: in use")
-        assert rd.load()["status"] == "running"            # the other process's run, untouched
-    finally:
-        other.kill()
-        other.wait()
+    lock_held_elsewhere(rd)
+    runs.mark_failed(rd, "RunLockedError: in use")
+    assert rd.load()["status"] == "running"                # the other process's run, untouched
     (rd.path / "lock").unlink()
     with rd.lock():                                        # our own lock: our run to mark
         runs.mark_failed(rd, "ValueError: boom")

@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -276,9 +276,9 @@ class RunDir:
         stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S.%f")
         target = self.path.with_name(f"{self.path.name}.replaced-{stamp}")
         self.path.rename(target)
-        moved_lock = target / LOCK
-        if moved_lock.exists() and moved_lock.read_text().strip() == _lock_token():
-            moved_lock.unlink()
+        moved_lock = _Lock(target / LOCK)
+        if moved_lock.mine():
+            moved_lock.path.unlink()
         return target
 
     def lock(self) -> "_Lock":
@@ -292,8 +292,9 @@ class RunDir:
             raise lock.locked_error()
 
 
-def _lock_token() -> str:
-    return f"{os.getpid()} {socket.gethostname()}"
+def _lock_token(pid: int | None = None) -> str:
+    """What a lock file holds: the owner's pid (default: this process) and host."""
+    return f"{os.getpid() if pid is None else pid} {socket.gethostname()}"
 
 
 class _Lock:
@@ -320,9 +321,10 @@ class _Lock:
 
     def held_by_another(self) -> bool:
         """Whether a live process other than this one holds the lock."""
-        return self.path.exists() and not self._stale() and not self._mine()
+        return self.path.exists() and not self._stale() and not self.mine()
 
-    def _mine(self) -> bool:
+    def mine(self) -> bool:
+        """Whether this process holds the lock."""
         try:
             return self.path.read_text().strip() == _lock_token()
         except OSError:
@@ -365,11 +367,9 @@ class _Lock:
             return float("inf")
 
     def __exit__(self, *exc: Any) -> None:
-        try:                                   # only our own lock: the directory may have moved
-            if self.path.read_text().strip() == _lock_token():
+        if self.mine():                        # only our own lock: the directory may have moved
+            with suppress(OSError):
                 self.path.unlink()
-        except OSError:
-            pass
 
 
 @contextmanager
