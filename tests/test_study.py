@@ -75,10 +75,20 @@ def test_row_settings_at_one_profile_override_the_profiles():
     assert profile_params(study, entry, "paper")["lr"] == 5e-4         # the row's paper setting
     assert profile_params(study, entry, "smoke")["batch_size"] == 3
     assert "at_profile" not in profile_params(study, entry, "cpu")
-    with pytest.raises(ValueError, match="unknown profile.*'laptop'"):
-        profile_params(study, {**entry, "at_profile": {"laptop": {"lr": 0.1}}}, "cpu")
-    with pytest.raises(ValueError, match="at_profile must map"):
-        profile_params(study, {**entry, "at_profile": {"cpu": 0.01}}, "cpu")
+
+
+@pytest.mark.parametrize("at_profile, error", [('{ laptop = { lr = 0.1 } }', "unknown profile.*'laptop'"),
+                                               ('{ cpu = 0.01 }', "at_profile must map")])
+def test_a_malformed_at_profile_fails_when_the_study_loads(tmp_path, at_profile, error):
+    """Caught at load, whichever profile is run: here the bad row runs only at the paper profile."""
+    path = tmp_path / "bad.toml"
+    path.write_text('[[runs]]\ntable = "T"\nrow = "ok"\nmodel = "gsta"\n\n'
+                    '[[runs]]\ntable = "T"\nrow = "bad"\nmodel = "gsta"\nprofiles = ["paper"]\n'
+                    f'at_profile = {at_profile}\n')
+    with pytest.raises(ValueError, match=f"{path}.*row T / 'bad'.*{error}"):
+        study_runs(str(path), profile="smoke")
+    path.write_text(path.read_text().replace(f"at_profile = {at_profile}\n", ""))
+    assert [r.row for r in study_runs(str(path), profile="smoke")] == ["ok"]
 
 
 def _fake_record(root: Path, run, mse: float, ssim: float, history=True):

@@ -53,7 +53,8 @@ def load_study(name: str) -> dict[str, Any]:
 
 
 def _check_study(path: Path, study: dict[str, Any]) -> None:
-    """Unknown top-level keys and a study without ``[[runs]]`` tables are errors naming the file."""
+    """Unknown top-level keys, a study without ``[[runs]]`` tables and a malformed row are errors
+    naming the file, found when the study loads rather than when a row is first expanded."""
     unknown = sorted(set(study) - set(STUDY_KEYS))
     if unknown:
         raise ValueError(f"study file {path}: unknown top-level key(s) {unknown}; allowed: {list(STUDY_KEYS)}")
@@ -65,6 +66,19 @@ def _check_study(path: Path, study: dict[str, Any]) -> None:
         missing = [k for k in ("table", "row") if k not in e]
         if missing:
             raise ValueError(f"study file {path}: [[runs]] entry {i} has no {' or '.join(missing)}")
+        _check_at_profile(path, e)
+
+
+def _check_at_profile(path: Path, entry: dict) -> None:
+    """A row's ``at_profile`` maps known profile names to tables of settings."""
+    at = entry.get("at_profile", {})
+    where = f"study file {path}, row {entry['table']} / {entry['row']!r}"
+    if not isinstance(at, dict) or not all(isinstance(v, dict) for v in at.values()):
+        raise ValueError(f"{where}: at_profile must map profile names to tables of settings, "
+                         f"e.g. at_profile = {{ cpu = {{ lr = 0.01 }} }}; got {at!r}")
+    unknown = sorted(set(at) - set(PROFILES))
+    if unknown:
+        raise ValueError(f"{where}: at_profile names unknown profile(s) {unknown}; profiles are {list(PROFILES)}")
 
 
 @dataclass(frozen=True)
@@ -93,22 +107,9 @@ def profile_params(study: dict, entry: dict, profile: str) -> dict[str, Any]:
         params["batch_size"] = max(1, round(params["batch_size"] * batch_scale))
     for k, v in prof.items():
         params[k] = v
-    params.update(_row_at_profile(entry, profile))
+    params.update(entry.get("at_profile", {}).get(profile, {}))   # checked by _check_study
     params["profile"] = profile
     return {k: v for k, v in params.items() if v is not None}
-
-
-def _row_at_profile(entry: dict, profile: str) -> dict[str, Any]:
-    """The row's own settings at ``profile`` (``at_profile = { cpu = { lr = 0.01 } }``)."""
-    at = entry.get("at_profile", {})
-    if not isinstance(at, dict) or not all(isinstance(v, dict) for v in at.values()):
-        raise ValueError(f"row {entry.get('row')!r}: at_profile must map profile names to tables "
-                         f"of settings, e.g. at_profile = {{ cpu = {{ lr = 0.01 }} }}; got {at!r}")
-    unknown = sorted(set(at) - set(PROFILES))
-    if unknown:
-        raise ValueError(f"row {entry.get('row')!r}: at_profile names unknown profile(s) {unknown}; "
-                         f"profiles are {list(PROFILES)}")
-    return dict(at.get(profile, {}))
 
 
 def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[StudyRun]:
