@@ -18,6 +18,13 @@ def test_describe_json(model, params, capsys):
         assert abs(info["macs_per_step"] - 0.078e9) / 0.078e9 < 0.01
 
 
+def test_describe_shows_the_papers_figure_and_why_ours_differs(capsys):
+    assert main(["describe", "sepcrev-bair", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (info["params"], info["paper_params"]) == (4_663_182, "727.26K")
+    assert "KTH layout" in info["paper_note"] and "BAIR layout" in info["description"]
+
+
 def test_train_rejects_bad_parameters_before_any_work(capsys, tmp_path):
     assert main(["train", "--model", "gsta", "--lambda2", "-1", "--runs", str(tmp_path)]) == 2
     assert "lambda2 must be a finite number >= 0" in capsys.readouterr().err

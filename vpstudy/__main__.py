@@ -67,12 +67,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from vpstudy.efficiency import describe_model
-    from vpstudy.models import build_model, default_input_shape
+    from vpstudy.models import build_model, default_input_shape, model_info
 
     shape = default_input_shape(args.model)
     model = build_model(args.model, in_shape=shape).eval()
-    info = {"model": args.model, "input_shape": list(shape),
-            **describe_model(model, (1, *shape), latency=args.latency)}
+    registry = model_info(args.model)            # what it is, and the paper's figures where known
+    info = {"model": args.model, "description": registry["description"], "input_shape": list(shape),
+            **describe_model(model, (1, *shape), latency=args.latency),
+            **{k: registry[k] for k in ("paper_params", "paper_flops", "paper_note") if k in registry}}
     if args.json:
         print(json.dumps(info, sort_keys=True))
     else:
