@@ -259,3 +259,15 @@ def test_report_keeps_wall_times_and_curves_of_different_machines_apart(tmp_path
         "CPU (2 threads) 10.0 min over 1 run; NVIDIA H200 1.0 min over 1 run")
     curves = time_to_accuracy_curves("simvp", "smoke", runs_by_id(root))
     assert set(curves) == {"gsta (NVIDIA H200)", "poolformer (CPU)"}
+
+
+def test_a_table_not_run_still_shows_our_parameters_beside_the_papers_and_why_they_differ():
+    """Table III without BAIR data: each model's count, built at the paper's settings, beside
+    the paper's, with the registry's reason where they differ (sepcrev: the paper's figure is
+    the 1-channel KTH layout's)."""
+    _, info = study_tables("lightweight", "paper", {})["Table III"]
+    eff = info["efficiency"].set_index("row")
+    sep = eff.loc["Proposed (sepcrev)"]
+    assert sep["ours params"].startswith("4,663,182 (not run") and sep["paper params"] == "727.26K"
+    assert "KTH layout" in sep["why ours differs from the paper"]
+    assert eff.loc["SVG-LP", "ours params"].startswith("22,831,747 (not run")

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from vpstudy import plots, runs, stats
+from vpstudy.config import make_config
 from vpstudy.study import StudyRun, load_study, profile_only_rows, profile_params, study_names, study_runs
 
 PNG_META = {"Software": None}
@@ -195,11 +196,16 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                     theirs = f"{p / p_ref - 1:+.1%}" if p is not None and p_ref else "–"
                     line[f"vs ref {m}: ours / paper"] = f"{ours} / {theirs}"
             if spec.get("efficiency") and key[0] != "Baseline":
+                registry = _registry_info(entry.get("model"), dataset)
                 cost = {"row": key[1]}
                 for col in spec["efficiency"]:
                     cost[f"ours {col}"] = _efficiency_cell(recs, col)
+                    if col == "params" and not recs:
+                        n = _params_at_paper_settings(study, entry)
+                        cost["ours params"] = f"{n:,} (not run: built at the paper's settings)"
                     if any(col in entries[k].get("paper", {}) for k in keys):
                         cost[f"paper {col}"] = paper.get(col, "")
+                cost["why ours differs from the paper"] = registry.get("paper_note", "")
                 efficiency.append(cost)
             line["seeds"] = len(recs)
             sampled = [r["test"] for r in recs if r.get("test", {}).get("samples")]
@@ -239,7 +245,10 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
         info = _provenance_summary(used, profile)
         info["caption"] = spec.get("caption", "")
         info["comparisons"] = comparisons
-        info["efficiency"] = pd.DataFrame(efficiency)
+        cost = pd.DataFrame(efficiency)
+        if "why ours differs from the paper" in cost and not cost["why ours differs from the paper"].any():
+            cost = cost.drop(columns="why ours differs from the paper")
+        info["efficiency"] = cost
         tables[table] = (pd.DataFrame(rows), info)
     return tables
 
@@ -258,6 +267,24 @@ def comparisons_markdown(comparisons: list[dict]) -> str:
         lines.append(f"| {c['row']} vs {c['reference']} | {c['metric']} | {f.format(c['diff'])} {ci} | "
                      f"{'yes' if c['detected'] else 'no'} | {pd_} |")
     return "\n".join(lines) + "\n"
+
+
+def _params_at_paper_settings(study: dict, entry: dict) -> int:
+    """Parameters of a row's model built as its paper-profile config would build it."""
+    from vpstudy.train import build_run_model  # torch: only for rows without a record
+
+    model = build_run_model(make_config(**profile_params(study, entry, "paper")))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _registry_info(model: str | None, dataset: str) -> dict[str, Any]:
+    """The registry's info for the model a row builds: its dataset preset (``sepcrev-bair``)
+    where one is registered, which carries the paper's figures and why ours differ."""
+    from vpstudy.models import list_models, model_info  # torch: only when a table has costs
+
+    names = list_models()
+    name = next((n for n in (f"{model}-{dataset}", model) if n in names), None)
+    return model_info(name) if name else {}
 
 
 def _efficiency_cell(recs: list[dict], key: str) -> str:
@@ -523,6 +550,11 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                     md += [f"### {table}: {info['caption']}", "",
                            f"Not run at profile `{profile}`: {'; '.join(why)}. "
                            f"{_how_to_run(study, table)}", ""]
+                    if "ours params" in info["efficiency"]:
+                        md += [f"{table}, parameters of the models it would train (built at the "
+                               f"paper's settings, no run) beside the paper's:", "",
+                               to_markdown(info["efficiency"][[c for c in info["efficiency"] if c in (
+                                   "row", "ours params", "paper params", "why ours differs from the paper")]])]
                     continue
                 sub.mkdir(parents=True, exist_ok=True)
                 df.fillna("").to_csv(sub / f"{slug}.csv", index=False)
