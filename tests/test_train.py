@@ -88,6 +88,35 @@ def test_nan_loss_stops_the_run_and_marks_it_failed(tmp_path, monkeypatch):
     assert rec["status"] == "failed" and "Lower the learning rate" in rec["error"]
 
 
+def test_an_exploding_loss_stops_the_run_after_its_epoch_and_marks_it_failed(tmp_path, monkeypatch):
+    """Finite but 1000x its first epoch's mean in the second (as sepcrev at lr 3e-2, seed 1)."""
+    import vpstudy.train as T
+
+    def exploding_loss(model, x, y, criterion, progress):
+        loss = (model(x) - y).abs().mean() * 0 + 1.0       # 1.0 in epoch 1, 1000 in epoch 2
+        return loss * (1000.0 if progress > 0.5 else 1.0), {}
+    monkeypatch.setattr(T, "loss_of", exploding_loss)
+    cfg = make_config("smoke", **TINY)
+    with pytest.raises(TrainingDiverged, match="exploded at epoch 2: its mean was 1000, 1,000x"):
+        train(cfg, tmp_path, progress=False, log=None)
+    rec = runs.RunDir(tmp_path / runs.run_id(cfg.identity())).load()
+    assert rec["status"] == "failed" and [h["loss"] for h in rec["history"]] == [1.0, 1000.0]
+
+
+@pytest.mark.parametrize("losses, exploded", [([0.07, 0.068, 885.0], True), ([0.5, 0.1, 0.3, 9.0], False),
+                                              ([1.0], False), ([0.2, 0.1, 0.09], False)])
+def test_check_not_exploded_only_flags_a_rise_past_the_threshold(losses, exploded):
+    from vpstudy.train import EXPLODED, check_not_exploded
+
+    history = [{"epoch": i + 1, "loss": v} for i, v in enumerate(losses)]
+    assert EXPLODED == 100
+    if exploded:
+        with pytest.raises(TrainingDiverged, match="Lower the learning rate"):
+            check_not_exploded(history, lr=0.03)
+    else:
+        check_not_exploded(history, lr=0.03)
+
+
 def _cli(root, *extra):
     args = [sys.executable, "-m", "vpstudy", "train", "--profile", "smoke", "--model", "poolformer",
             "--epochs", "4", "--batch-size", "2", "--sequences-per-epoch", "6", "--val-sequences", "2",

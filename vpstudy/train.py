@@ -56,8 +56,25 @@ NUM_SAMPLES = 10          # test sequences whose predictions are kept in samples
 LOG_EVERY = 10            # steps between progress-bar updates and finiteness checks
 
 
+EXPLODED = 100           # an epoch's mean loss this many times its lowest so far: diverged
+
+
 class TrainingDiverged(runs.RunError):
-    """The loss became NaN or inf."""
+    """The loss became NaN or inf, or exploded (``check_not_exploded``)."""
+
+
+def check_not_exploded(history: list[dict], lr: float) -> None:
+    """Raise TrainingDiverged when the last epoch's mean training loss is more than EXPLODED
+    times the lowest of the epochs before it: the loss is still finite, but the run will not
+    come back (e.g. sepcrev at lr 3e-2, seed 1: 0.068 at epoch 6, 885 at epoch 7)."""
+    if len(history) < 2:
+        return
+    lowest, last = min(h["loss"] for h in history[:-1]), history[-1]["loss"]
+    if lowest > 0 and last > EXPLODED * lowest:
+        raise TrainingDiverged(
+            f"the training loss exploded at epoch {history[-1]['epoch']}: its mean was {last:.4g}, "
+            f"{last / lowest:,.0f}x its lowest epoch mean so far ({lowest:.4g}); the run is marked "
+            f"failed (its history is in the record). Lower the learning rate (lr={lr}).")
 
 
 def build_run_model(cfg: TrainConfig) -> nn.Module:
@@ -228,6 +245,7 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
             save(record)
             log(f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.5f}  "
                 f"val mse {val['mse']:.2f}  val ssim {val['ssim']:.4f}  ({stats['seconds']:.1f}s)")
+            check_not_exploded(history, cfg.lr)
             if _stop_after_epoch is not None and epoch + 1 >= _stop_after_epoch:
                 return record
 
