@@ -25,6 +25,8 @@ from vpstudy import plots, runs, stats
 from vpstudy.config import make_config
 from vpstudy.study import StudyRun, load_study, profile_only_rows, profile_params, study_names, study_runs
 
+WHY_DIFFERS = "why ours differs from the paper"   # efficiency column: the registry's paper_note
+
 PNG_META = {"Software": None}
 PROFILE_NOTES = {
     "smoke": "smoke profile: a few steps on a handful of sequences; the numbers mean nothing",
@@ -205,7 +207,7 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                         cost["ours params"] = f"{n:,} (not run: built at the paper's settings)"
                     if any(col in entries[k].get("paper", {}) for k in keys):
                         cost[f"paper {col}"] = paper.get(col, "")
-                cost["why ours differs from the paper"] = registry.get("paper_note", "")
+                cost[WHY_DIFFERS] = registry.get("paper_note", "")
                 efficiency.append(cost)
             line["seeds"] = len(recs)
             sampled = [r["test"] for r in recs if r.get("test", {}).get("samples")]
@@ -246,8 +248,8 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
         info["caption"] = spec.get("caption", "")
         info["comparisons"] = comparisons
         cost = pd.DataFrame(efficiency)
-        if "why ours differs from the paper" in cost and not cost["why ours differs from the paper"].any():
-            cost = cost.drop(columns="why ours differs from the paper")
+        if WHY_DIFFERS in cost and not cost[WHY_DIFFERS].any():
+            cost = cost.drop(columns=WHY_DIFFERS)
         info["efficiency"] = cost
         tables[table] = (pd.DataFrame(rows), info)
     return tables
@@ -554,7 +556,7 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                         md += [f"{table}, parameters of the models it would train (built at the "
                                f"paper's settings, no run) beside the paper's:", "",
                                to_markdown(info["efficiency"][[c for c in info["efficiency"] if c in (
-                                   "row", "ours params", "paper params", "why ours differs from the paper")]])]
+                                   "row", "ours params", "paper params", WHY_DIFFERS)]])]
                     continue
                 sub.mkdir(parents=True, exist_ok=True)
                 df.fillna("").to_csv(sub / f"{slug}.csv", index=False)
