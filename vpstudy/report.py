@@ -198,17 +198,10 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                     theirs = f"{p / p_ref - 1:+.1%}" if p is not None and p_ref else "–"
                     line[f"vs ref {m}: ours / paper"] = f"{ours} / {theirs}"
             if spec.get("efficiency") and key[0] != "Baseline":
-                registry = _registry_info(entry.get("model"), dataset)
-                cost = {"row": key[1]}
-                for col in spec["efficiency"]:
-                    cost[f"ours {col}"] = _efficiency_cell(recs, col)
-                    if col == "params" and not recs:
-                        n = _params_at_paper_settings(study, entry)
-                        cost["ours params"] = f"{n:,} (not run: built at the paper's settings)"
-                    if any(col in entries[k].get("paper", {}) for k in keys):
-                        cost[f"paper {col}"] = paper.get(col, "")
-                cost[WHY_DIFFERS] = registry.get("paper_note", "")
-                efficiency.append(cost)
+                paper_cols = [c for c in spec["efficiency"]
+                              if any(c in entries[k].get("paper", {}) for k in keys)]
+                efficiency.append(_efficiency_row(study, entry, recs, spec["efficiency"],
+                                                  paper_cols, dataset))
             line["seeds"] = len(recs)
             sampled = [r["test"] for r in recs if r.get("test", {}).get("samples")]
             if sampled:              # a stochastic model: best of N samples (SVG's protocol)
@@ -225,34 +218,56 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
         if any("evaluation" in line for line in rows):
             for line in rows:
                 line.setdefault("evaluation", "deterministic" if line.get("seeds") else "")
-        comparisons = []
-        for row, ref in pairs:
-            a, b = recs_of.get((table, row), []), recs_of.get((table, ref), [])
-            if not a or not b:
-                continue
-            for m in spec.get("compare_metrics", metrics):
-                va, vb = _values(a, m), _values(b, m)
-                if not va or not vb:
-                    continue
-                d = stats.compare(va, vb)
-                pa = entries[(table, row)].get("paper", {}).get(m)
-                pb = entries[(table, ref)].get("paper", {}).get(m)
-                paper_diff = pa - pb if pa is not None and pb is not None else None
-                digits = DIGITS.get(m.partition("@")[0], 4)
-                comparisons.append({
-                    "row": row, "reference": ref, "metric": m, "diff": d.diff, "low": d.low,
-                    "high": d.high, "detected": d.detected, "seeds": (d.n_row, d.n_ref),
-                    "paper_diff": paper_diff,
-                    "verdict": stats.verdict(f"{row} vs {ref}", m, d, paper_diff, pb, digits)})
         info = _provenance_summary(used, profile)
         info["caption"] = spec.get("caption", "")
-        info["comparisons"] = comparisons
+        info["comparisons"] = _table_comparisons(
+            table, pairs, recs_of, entries, spec.get("compare_metrics", metrics))
         cost = pd.DataFrame(efficiency)
         if WHY_DIFFERS in cost and not cost[WHY_DIFFERS].any():
             cost = cost.drop(columns=WHY_DIFFERS)
         info["efficiency"] = cost
         tables[table] = (pd.DataFrame(rows), info)
     return tables
+
+
+def _efficiency_row(study: dict, entry: dict, recs: list[dict], columns: list[str],
+                    paper_columns: list[str], dataset: str) -> dict[str, str]:
+    """One row of a table's cost table: ours (from the records; without records, the
+    parameters of the model built at the paper's settings), the paper's, and why they differ."""
+    cost = {"row": entry["row"]}
+    for col in columns:
+        cost[f"ours {col}"] = _efficiency_cell(recs, col)
+        if col == "params" and not recs:
+            n = _params_at_paper_settings(study, entry)
+            cost["ours params"] = f"{n:,} (not run: built at the paper's settings)"
+        if col in paper_columns:
+            cost[f"paper {col}"] = entry.get("paper", {}).get(col, "")
+    cost[WHY_DIFFERS] = _registry_info(entry.get("model"), dataset).get("paper_note", "")
+    return cost
+
+
+def _table_comparisons(table: str, pairs: list[tuple[str, str]], recs_of: dict, entries: dict,
+                       metrics: list[str]) -> list[dict]:
+    """For each compared (row, reference) pair with records and each metric: the difference
+    over seeds, its 95% interval (Welch), the paper's difference and a verdict sentence."""
+    comparisons = []
+    for row, ref in pairs:
+        a, b = recs_of.get((table, row), []), recs_of.get((table, ref), [])
+        for m in metrics:
+            va, vb = _values(a, m), _values(b, m)
+            if not va or not vb:
+                continue
+            d = stats.compare(va, vb)
+            pa = entries[(table, row)].get("paper", {}).get(m)
+            pb = entries[(table, ref)].get("paper", {}).get(m)
+            paper_diff = pa - pb if pa is not None and pb is not None else None
+            digits = DIGITS.get(m.partition("@")[0], 4)
+            comparisons.append({
+                "row": row, "reference": ref, "metric": m, "diff": d.diff, "low": d.low,
+                "high": d.high, "detected": d.detected, "seeds": (d.n_row, d.n_ref),
+                "paper_diff": paper_diff,
+                "verdict": stats.verdict(f"{row} vs {ref}", m, d, paper_diff, pb, digits)})
+    return comparisons
 
 
 def comparisons_markdown(comparisons: list[dict]) -> str:
