@@ -169,6 +169,8 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
             reference_of.setdefault(row, ref)
         referenced = {ref for _, ref in pairs} - set(reference_of)
         rows, used, efficiency = [], [], []
+        paper_cost_cols = [c for c in spec.get("efficiency", [])     # a paper column if any row has it
+                           if any(c in entries[k].get("paper", {}) for k in keys)]
         for key in keys + base_keys:
             entry, rs, recs = entries[key], groups.get(key, []), recs_of[key]
             used += recs
@@ -198,10 +200,8 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                     theirs = f"{p / p_ref - 1:+.1%}" if p is not None and p_ref else "–"
                     line[f"vs ref {m}: ours / paper"] = f"{ours} / {theirs}"
             if spec.get("efficiency") and key[0] != "Baseline":
-                paper_cols = [c for c in spec["efficiency"]
-                              if any(c in entries[k].get("paper", {}) for k in keys)]
                 efficiency.append(_efficiency_row(study, entry, recs, spec["efficiency"],
-                                                  paper_cols, dataset))
+                                                  paper_cost_cols, dataset))
             line["seeds"] = len(recs)
             sampled = [r["test"] for r in recs if r.get("test", {}).get("samples")]
             if sampled:              # a stochastic model: best of N samples (SVG's protocol)
