@@ -34,14 +34,17 @@ def predict(model: nn.Module, inputs: torch.Tensor, device: torch.device,
 def evaluate(model: nn.Module, sequences: torch.Tensor, cfg: TrainConfig, device: torch.device,
              amp: torch.dtype | None = None, batch_size: int | None = None,
              keep: int = 0, progress: bool = False, desc: str = "test",
-             ranks: Ranks = SINGLE) -> tuple[dict, torch.Tensor | None]:
+             ranks: Ranks = SINGLE, per_sequence: dict | None = None) -> tuple[dict, torch.Tensor | None]:
     """Metrics of ``model`` on fixed ``sequences`` (N, T, C, H, W); also the first ``keep`` predictions.
 
     A stochastic model (``stochastic = True``, e.g. svg) goes to `evaluate_stochastic`. Under
     torchrun each rank evaluates its share of the sequences and the metric sums are added up
-    (every rank gets the metrics of all; the kept predictions are rank 0's first ones)."""
+    (every rank gets the metrics of all; the kept predictions are rank 0's first ones).
+    ``per_sequence``, a dict, receives each sequence's per-frame values (``{metric: (N, T)}``,
+    `MetricAccumulator.per_sequence`) in a single process; under torchrun it stays empty."""
     if unwrap(model).stochastic:
-        return evaluate_stochastic(model, sequences, cfg, device, amp, batch_size, keep, progress, desc)
+        return evaluate_stochastic(model, sequences, cfg, device, amp, batch_size, keep, progress, desc,
+                                   per_sequence)
     sequences = sequences[ranks.shard(sequences.shape[0])]
     batch_size = batch_size or max(cfg.batch_size, 16)
     acc = MetricAccumulator()
@@ -57,20 +60,24 @@ def evaluate(model: nn.Module, sequences: torch.Tensor, cfg: TrainConfig, device
     preds = torch.cat(kept)[:keep] if kept else None
     if ranks.world > 1:
         acc.set_totals(distributed.sum_over_ranks(torch.from_numpy(acc.totals()), ranks).numpy())
+    elif per_sequence is not None:
+        per_sequence.update(acc.per_sequence())
     return acc.compute(), preds
 
 
 @torch.no_grad()
 def evaluate_stochastic(model: nn.Module, sequences: torch.Tensor, cfg: TrainConfig, device: torch.device,
                         amp: torch.dtype | None = None, batch_size: int | None = None, keep: int = 0,
-                        progress: bool = False, desc: str = "test") -> tuple[dict, torch.Tensor | None]:
+                        progress: bool = False, desc: str = "test", per_sequence: dict | None = None
+                        ) -> tuple[dict, torch.Tensor | None]:
     """Best-of-N metrics of a stochastic model (SVG's protocol), and those of its prior's mean.
 
     N = ``model.eval_samples[cfg.profile]`` samples per sequence, drawn with ``model.sample(x,
     generator)`` from a generator seeded by ``cfg.seed`` (repeatable); for each metric the best
     sample per sequence counts (`metrics.BestOfNAccumulator`). The result holds ``samples``
     (N) and ``prior_mean`` (the metrics of ``model.predict_mean``); the kept predictions are
-    each sequence's best sample by MSE.
+    each sequence's best sample by MSE; ``per_sequence`` receives the best-of-N values per
+    sequence and frame.
     """
     core = unwrap(model)
     n_samples = int(core.eval_samples.get(cfg.profile, max(core.eval_samples.values())))
@@ -88,6 +95,8 @@ def evaluate_stochastic(model: nn.Module, sequences: torch.Tensor, cfg: TrainCon
         if sum(p.shape[0] for p in kept) < keep:
             kept.append(torch.stack([samples[k][b] for b, k in enumerate(pick)]))
     result = best.compute()
+    if per_sequence is not None:
+        per_sequence.update(best.per_sequence())
     result["prior_mean"] = {k: v for k, v in mean_acc.compute().items() if k != "per_frame"}
     preds = torch.cat(kept)[:keep] if kept else None
     return result, preds

@@ -229,6 +229,9 @@ def per_frame_metrics(pred, target) -> dict[str, np.ndarray]:
     }
 
 
+PER_SEQUENCE_METRICS = ("mse", "ssim")   # kept per sequence and frame (per_sequence.npz)
+
+
 class MetricAccumulator:
     """Accumulates per-frame metrics over batches of (B, T, C, H, W) predictions and targets.
 
@@ -240,6 +243,8 @@ class MetricAccumulator:
 
     where each overall value is the mean over all sequences and frames and ``per_frame[name][t]``
     the mean over sequences at future step t. All batches must have the same T.
+    ``per_sequence()`` returns the values behind them, ``{name: (N, T) float32}`` for the
+    metrics of ``PER_SEQUENCE_METRICS`` (what a run keeps in ``per_sequence.npz``).
     """
 
     def __init__(self) -> None:
@@ -250,6 +255,7 @@ class MetricAccumulator:
         self.num_sequences = 0
         self.num_frames: int | None = None
         self._sums: dict[str, np.ndarray] = {}
+        self._rows: dict[str, list[np.ndarray]] = {k: [] for k in PER_SEQUENCE_METRICS}
 
     def update(self, pred, target) -> None:
         values = per_frame_metrics(pred, target)
@@ -264,8 +270,15 @@ class MetricAccumulator:
         for name, values in per_frame.items():
             batch_sum = values.sum(axis=0, dtype=np.float64)  # (T,)
             self._sums[name] = self._sums.get(name, 0.0) + batch_sum
+            if name in self._rows:
+                self._rows[name].append(np.asarray(values, dtype=np.float32))
         self.num_frames = T
         self.num_sequences += B
+
+    def per_sequence(self) -> dict[str, np.ndarray]:
+        """``{name: (N, T) float32}``: each sequence's per-frame value, in the order added."""
+        T = self.num_frames or 0
+        return {k: np.concatenate(v) if v else np.zeros((0, T), np.float32) for k, v in self._rows.items()}
 
     def totals(self) -> np.ndarray:
         """Everything accumulated, as one float64 vector (per-frame sums of each metric in

@@ -34,6 +34,7 @@ RUNS_ENV = "VPSTUDY_RUNS"
 RECORD = "record.json"
 CHECKPOINT = "checkpoint.pt"
 SAMPLES = "samples.npz"
+PER_SEQUENCE = "per_sequence.npz"   # each test sequence's per-frame MSE and SSIM ({metric}[_{digits}]: (N, T))
 LOCK = "lock"
 
 
@@ -242,6 +243,10 @@ class RunDir:
     @property
     def samples_path(self) -> Path:
         return self.path / SAMPLES
+
+    @property
+    def per_sequence_path(self) -> Path:
+        return self.path / PER_SEQUENCE
 
     def exists(self) -> bool:
         return self.record_path.exists()

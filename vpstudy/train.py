@@ -309,11 +309,13 @@ def finish(loop: Loop, rd: runs.RunDir, record: dict) -> None:
     cfg, model, data, device, amp, ranks = loop.cfg, loop.model, loop.data, loop.device, loop.amp, loop.ranks
     progress = loop.progress
     t0 = time.perf_counter()
+    scores: dict[str, dict] = {"": {}, **{f"_{n}": {} for n in data.extra_tests}}
     test, preds = evaluate(model, data.test, cfg, device, amp, keep=NUM_SAMPLES, progress=progress,
-                           ranks=ranks)
+                           ranks=ranks, per_sequence=scores[""])
     record["test"] = test
     extra = {n: evaluate(model, seqs, cfg, device, amp, keep=NUM_SAMPLES, progress=progress,
-                         desc=f"test ({n} digits)", ranks=ranks) for n, seqs in data.extra_tests.items()}
+                         desc=f"test ({n} digits)", ranks=ranks, per_sequence=scores[f"_{n}"])
+             for n, seqs in data.extra_tests.items()}
     if not ranks.main:                        # every rank takes part in the evaluations above
         return
     record["extra_tests"] = {str(n): res for n, (res, _) in extra.items()}
@@ -326,9 +328,10 @@ def finish(loop: Loop, rd: runs.RunDir, record: dict) -> None:
         samples[f"inputs_{n}"] = to_uint8(seqs[:len(p), : cfg.in_frames])
         samples[f"targets_{n}"] = to_uint8(seqs[:len(p), cfg.in_frames: cfg.seq_len])
         samples[f"predictions_{n}"] = to_uint8(p)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **samples)
-    runs.atomic_write_bytes(rd.samples_path, buf.getvalue())
+    runs.atomic_write_bytes(rd.samples_path, _npz_bytes(samples))
+    per_sequence = {f"{m}{suffix}": v for suffix, d in scores.items() for m, v in d.items()}
+    if per_sequence:                          # a single process: every test sequence's values
+        runs.atomic_write_bytes(rd.per_sequence_path, _npz_bytes(per_sequence))
     record["efficiency"] = describe_model(unwrap(model).cpu().eval(), (1, *cfg.clip_shape))
     prov = record["provenance"]
     prov["end_time"] = runs.now()
@@ -336,6 +339,12 @@ def finish(loop: Loop, rd: runs.RunDir, record: dict) -> None:
     prov["wall_time_s"] = round(prov.get("train_seconds", 0.0) + prov["eval_seconds"], 3)
     record["status"] = "completed"
     rd.save(record)
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
 
 
 def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
