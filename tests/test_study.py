@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from vpstudy import runs
-from vpstudy.report import _records_by_id as runs_by_id
 from vpstudy.report import build_report, embed_images, study_tables
+from vpstudy.report import records_by_id as runs_by_id
 from vpstudy.study import load_study, profile_params, study_runs, unique_runs
 
 

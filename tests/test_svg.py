@@ -110,7 +110,7 @@ def test_evaluate_records_n_and_prior_mean():
 
 @pytest.mark.parametrize("layout", ["png", "tfrecord"])
 def test_svg_smoke_run_on_bair_fixtures_and_report_row(tmp_path, monkeypatch, layout):
-    from vpstudy.report import _records_by_id, study_tables
+    from vpstudy.report import records_by_id, study_tables
     from vpstudy.study import study_runs
 
     root = tmp_path / "bair"
@@ -129,7 +129,7 @@ def test_svg_smoke_run_on_bair_fixtures_and_report_row(tmp_path, monkeypatch, la
     assert rec["test"]["samples"] == 2 and rec["test"]["num_sequences"] == 4
     assert "prior_mean" in rec["test"] and np.isfinite(rec["test"]["psnr"])
     assert rec["efficiency"]["params"] == 21_258_883
-    tables = study_tables("lightweight", "smoke", _records_by_id(tmp_path / "runs"))
+    tables = study_tables("lightweight", "smoke", records_by_id(tmp_path / "runs"))
     df, info = tables["Table III"]
     row = df[df["row"] == "SVG-LP"].iloc[0]
     assert row["seeds"] == 1 and row["evaluation"].startswith("best of 2 samples")

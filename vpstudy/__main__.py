@@ -7,53 +7,20 @@ The training flags are the config's field names (``--lambda2 0.1``, ``--batch-si
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import typing
-from typing import Any, Sequence
+from typing import Sequence
 
-from vpstudy.config import TrainConfig, make_config
+from vpstudy.cli_args import add_config_flags, config_from_args
+from vpstudy.config import make_config
 from vpstudy.runs import RunError
-
-_NOT_FLAGS = {"profile"}
-
-
-def _flag_type(hint: Any) -> type:
-    """The argparse type of a config field's type hint: int or float (also under ``| None``),
-    else str."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return args[0] if args[0] in (int, float) else str
-
-
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default=None, help="smoke | cpu | paper (default: $VPSTUDY_PROFILE or cpu)")
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _NOT_FLAGS:
-            continue
-        names = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
-        if hints[f.name] is bool:
-            p.add_argument(*names, dest=f.name, default=None, action=argparse.BooleanOptionalAction)
-        elif f.name == "extra_test_digits":
-            p.add_argument(*names, dest=f.name, type=int, nargs="*", default=None,
-                           help="also evaluate on fixed test sets with these digit counts")
-        else:
-            p.add_argument(*names, dest=f.name, type=_flag_type(hints[f.name]), default=None,
-                           help=f"default: the profile's, else {f.default!r}")
-
-
-def _config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-              if f.name not in _NOT_FLAGS}
-    return make_config(args.profile, **values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vpstudy.distributed import launched_ranks
     from vpstudy.train import baseline_summary, train
 
-    cfg = _config_from_args(args)
+    cfg = config_from_args(args)
     rec = train(cfg, args.runs, force=args.force, progress=not args.no_progress)
     if not launched_ranks().main:             # under torchrun: rank 0 reports
         return 0
@@ -123,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one model and write its run record")
-    _add_config_flags(t)
+    add_config_flags(t)
     t.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
     t.add_argument("--force", action="store_true", help="re-run even if this config already completed "
                    "(the old run directory is moved aside, not overwritten)")

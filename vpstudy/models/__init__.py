@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from vpstudy.config import DATASETS
+from vpstudy.enums import DATASETS
 
 from .base import VideoPredictor, has_own_training_loss
 from .baselines import AllBlack, LastFrame

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vpstudy.config import ACTIVATIONS
+from vpstudy.enums import ACTIVATIONS
 
 DROP_PATH_SCHEDULES: tuple[str, ...] = ("linear", "openstl")
 

@@ -1,0 +1,146 @@
+"""The report's figures: which records each figure shows, drawn by `vpstudy.plots`.
+
+    figs = study_figures("simvp", "cpu", by_id, Path("reports/simvp/cpu"))   # [(caption, path)]
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from vpstudy import plots, runs
+from vpstudy.report.tables import settings_text
+from vpstudy.study import StudyRun, load_study, study_runs
+
+PNG_META = {"Software": None}
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata=PNG_META)
+    plt.close(fig)
+
+def _models_of(table_rows: list[StudyRun], by_id: dict[str, dict]) -> dict[str, dict]:
+    """For each model of a table: its best-MSE completed record (seed-0 runs)."""
+    best: dict[str, dict] = {}
+    for r in table_rows:
+        rec = by_id.get(r.run_id)
+        if rec is None:
+            continue
+        m = rec["config"]["model"]
+        if m not in best or rec["test"]["mse"] < best[m]["test"]["mse"]:
+            best[m] = rec
+    return dict(sorted(best.items()))
+
+def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) -> list[tuple[str, Path]]:
+    study = load_study(name)
+    rows = study_runs(name, profile, seeds=1)
+    fig_table = study.get("figures_table")
+    chosen = [r for r in rows if (r.table == fig_table or r.table == "Baseline")] if fig_table else rows
+    models = _models_of(chosen, by_id)
+    figs: list[tuple[str, Path]] = []
+    if not models:
+        return figs
+    first_frame = next(iter(models.values()))["config"]["in_frames"] + 1
+    p = out / "per_frame.png"
+    _save(plots.per_frame_metrics({m: rec["test"] for m, rec in models.items()}, first_frame=first_frame), p)
+    figs.append(("Per-frame MSE and SSIM of each model (best setting per model)", p))
+    trained = {m: r for m, r in models.items() if r.get("history")}
+    if trained:
+        p = out / "learning_curves.png"
+        _save(plots.learning_curves(list(trained.values()), list(trained)), p)
+        figs.append(("Learning curves (training loss, validation MSE and SSIM)", p))
+        p = out / "accuracy_vs_cost.png"
+        base = {m: r["test"]["mse"] for m, r in models.items() if not r.get("history")}
+        _save(plots.accuracy_vs_cost(trained, baselines=base), p)
+        figs.append(("Test MSE against parameters and against MACs", p))
+    curves = time_to_accuracy_curves(name, profile, by_id)
+    if curves:
+        base = {m: r["test"]["mse"] for m, r in models.items() if not r.get("history")}
+        p = out / "time_to_accuracy.png"
+        _save(plots.time_to_accuracy(curves, {f"{m} (test)": v for m, v in base.items()}), p)
+        figs.append(("Time to accuracy: validation MSE against training wall time and against "
+                     "training sequences, every seed of each model of the table, by machine "
+                     "where they ran on several (dashed: the baselines' test MSE)", p))
+    p = out / "qualitative.png"
+    _save(qualitative_grid(models), p)
+    figs.append(("Qualitative grid: 10 inputs, 10 targets and each model's predictions on the same "
+                 "test sequence", p))
+    extra = study.get("figures_extra_test")
+    with_extra = {m: r for m, r in models.items() if extra in (r.get("extra_tests") or {})}
+    if extra and with_extra:
+        p = out / f"qualitative_{extra}digits.png"
+        _save(qualitative_grid(with_extra, suffix=f"_{extra}"), p)
+        figs.append((f"Qualitative grid on the {extra}-digit test set (models trained on 2 digits)", p))
+    return figs
+
+def time_to_accuracy_curves(name: str, profile: str, by_id: dict[str, dict]) -> dict[str, list[list[dict]]]:
+    """Validation curves (``val_points`` of every epoch) of the figures table's models, all seeds;
+    the first row of each model only (e.g. Table 5's lambda2 = 0 rows). Labelled by model, and
+    by the machine too where runs ran on several (their wall times are not comparable)."""
+    study = load_study(name)
+    table = study.get("figures_table")
+    curves: dict[str, list[list[dict]]] = {}
+    first_row: dict[str, str] = {}
+    for r in study_runs(name, profile, seeds=10):
+        rec = by_id.get(r.run_id)
+        if r.table != table or rec is None or not rec.get("history"):
+            continue
+        model = rec["config"]["model"]
+        if first_row.setdefault(model, r.row) != r.row:
+            continue
+        points = [p for h in rec["history"] for p in h.get("val_points", [])]
+        if points:
+            machine = ((rec.get("provenance") or {}).get("hardware") or {}).get("name", "?")
+            curves.setdefault((model, machine.split(" (")[0]), []).append(points)
+    if len({machine for _, machine in curves}) == 1:          # name the machine only if several
+        return {model: pts for (model, _), pts in curves.items()}
+    return {f"{model} ({machine})": pts for (model, machine), pts in curves.items()}
+
+def _test_set_of(cfg: dict) -> tuple:
+    return (cfg["dataset"], cfg["num_digits"], cfg["test_sequences"], cfg["image_size"],
+            cfg.get("downsample", 1), cfg.get("test_file"))
+
+def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[Path, str] | None:
+    """Every trained model of both studies scored on one Moving MNIST-2 test set at ``profile``
+    (the set most runs share): test MSE against parameters and MACs. Returns the figure and a
+    caption naming the runs, their budgets and the test set."""
+    candidates = [r for r in by_id.values() if r["config"]["profile"] == profile and r.get("history")
+                  and r["config"]["dataset"] == "mmnist" and r["config"]["num_digits"] == 2]
+    if not candidates:
+        return None
+    sets = defaultdict(list)
+    for rec in candidates:
+        sets[_test_set_of(rec["config"])].append(rec)
+    test_set, recs = max(sets.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    best: dict[str, dict] = {}
+    for rec in sorted(recs, key=lambda r: r["id"]):
+        m = rec["config"]["model"]
+        if m not in best or rec["test"]["mse"] < best[m]["test"]["mse"]:
+            best[m] = rec
+    path = out / f"efficiency_{profile}.png"
+    base = {}
+    for rec in sorted(by_id.values(), key=lambda r: r["id"]):
+        c = rec["config"]
+        if c["model"] in ("last-frame", "all-black") and c["profile"] == profile \
+                and _test_set_of(c) == test_set:
+            base.setdefault(c["model"], rec["test"]["mse"])
+    _save(plots.accuracy_vs_cost(dict(sorted(best.items())), baselines=base), path)
+    frame = test_set[3] // test_set[4]
+    caption = (f"Test set: {test_set[2]} fixed Moving MNIST-2 sequences at {frame}×{frame} px, "
+               f"the same for every point. Each point is the model's best run at profile `{profile}`: "
+               + "; ".join(f"{m} ({settings_text(r['config'])}, seed {r['config']['seed']})"
+                           for m, r in sorted(best.items())) + ".")
+    return path, caption
+
+def qualitative_grid(models: dict[str, dict], index: int = 0, suffix: str = ""):
+    first = None
+    preds = {}
+    for m, rec in models.items():
+        with np.load(Path(rec["_dir"]) / runs.SAMPLES) as f:
+            if first is None:
+                first = (f["inputs" + suffix][index], f["targets" + suffix][index])
+            preds[m] = f["predictions" + suffix][index]
+    return plots.sequence_strips(first[0], first[1], preds)

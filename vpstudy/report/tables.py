@@ -1,0 +1,237 @@
+"""The report's tables: a study's records collected into one table per paper table.
+
+    tables = study_tables("simvp", "cpu", records_by_id(None))
+    df, info = tables["Table 1"]          # rows (mean ± std over seeds, paper columns), info
+
+``info`` holds the table's provenance summary, its cost rows and its seed comparisons
+(`vpstudy.report.comparisons`). A table holds runs of one profile only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vpstudy import runs
+from vpstudy.config import make_config
+from vpstudy.report.comparisons import table_comparisons
+from vpstudy.report.records import DIGITS, mean_std_text, metric_values
+from vpstudy.study import StudyRun, load_study, profile_only_rows, profile_params, study_runs
+
+WHY_DIFFERS = "why ours differs from the paper"   # efficiency column: the registry's paper_note
+
+
+def settings_text(cfg: dict) -> str:
+    """What a run trained: epochs, sequences, steps, batch and frame size."""
+    steps = cfg["epochs"] * (cfg["sequences_per_epoch"] // cfg["batch_size"])
+    frame = cfg["image_size"] // cfg.get("downsample", 1)
+    return (f"{cfg['epochs']} ep × {cfg['sequences_per_epoch']:,} seq = {steps:,} steps at bs "
+            f"{cfg['batch_size']}, {frame}×{frame} px, lr {cfg['lr']:g}")
+
+def _column_cell(col: str, run: StudyRun, paper_params: dict) -> str:
+    """A setting column: the value run here, and the paper's where the profile changed it."""
+    here, paper = run.params.get(col, ""), paper_params.get(col, "")
+    return f"paper {paper} / here {here}" if paper != "" and paper != here else str(here)
+
+def _missing_text(name: str, profile: str, table: str, row: str, dataset: str) -> str:
+    only = profile_only_rows(name, profile).get((table, row))
+    if only:
+        return f"{'/'.join(only)} profile only"
+    if dataset != "mmnist":
+        return f"not run ({dataset} data absent)"
+    return "not run"
+
+def baseline_check(recs: list[dict], baselines: dict[str, list[dict]], max_black_ratio: float = 0.6
+                   ) -> str:
+    """Does every seed of a trained row beat both trivial baselines on MSE and SSIM, with an MSE
+    at most ``max_black_ratio`` of the all-black prediction's? '✓ n/n', or what failed."""
+    black, last = baselines.get("all-black"), baselines.get("last-frame")
+    if not recs or not black or not last or not recs[0].get("history"):
+        return ""
+    b, l_ = black[0]["test"], last[0]["test"]
+    failures = []
+    for r in recs:
+        t, seed = r["test"], r["config"]["seed"]
+        if t["mse"] > max_black_ratio * b["mse"]:
+            failures.append(f"seed {seed}: MSE {t['mse']:.1f} > {max_black_ratio:.0%} of all-black's")
+        elif t["mse"] >= l_["mse"]:
+            failures.append(f"seed {seed}: MSE not below last-frame's")
+        if t["ssim"] <= max(b["ssim"], l_["ssim"]):
+            failures.append(f"seed {seed}: SSIM {t['ssim']:.3f} ≤ a baseline's {max(b['ssim'], l_['ssim']):.3f}")
+    return f"✓ {len(recs)}/{len(recs)}" if not failures else "✗ " + "; ".join(failures)
+
+def _comparisons(spec: dict, rows: list[str]) -> list[tuple[str, str]]:
+    """The (row, reference row) pairs a table compares: ``compare = [[row, ref], ...]`` or
+    ``reference = "row"`` (every other row of the table against it)."""
+    pairs = [tuple(p) for p in spec.get("compare", [])]
+    ref = spec.get("reference")
+    if ref:
+        pairs += [(r, ref) for r in rows if r != ref]
+    return pairs
+
+def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int = 10
+                 ) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """``{table: (DataFrame, info)}`` for one study at one profile, from the records present.
+
+    At the paper profile, each metric shows ours, the paper's and the difference. At a smaller
+    scale (another frame size, far fewer steps) absolute differences to the paper mean nothing:
+    each row shows its change against the table's reference row, ours beside the paper's, in %.
+    ``info["comparisons"]`` holds, for each compared pair and metric, the difference over seeds
+    with its 95% interval (Welch) and a verdict sentence.
+    """
+    study = load_study(name)
+    groups: dict[tuple[str, str], list[StudyRun]] = defaultdict(list)
+    for r in study_runs(name, profile, seeds=max_seeds):
+        groups[(r.table, r.row)].append(r)
+    entries = {(e["table"], e["row"]): e for e in study["runs"]}
+    paper_scale = profile == "paper"
+    tables = {}
+    for table, spec in study.get("tables", {}).items():
+        metrics = spec.get("metrics", study.get("metrics", ["mse", "ssim"]))
+        dataset = spec.get("dataset", "mmnist")
+        keys = [k for k in entries if k[0] == table]
+        base_keys = [k for k in entries if k[0] == "Baseline"
+                     and entries[k].get("dataset", "mmnist") == dataset]
+        recs_of = {k: [by_id[r.run_id] for r in groups.get(k, []) if r.run_id in by_id]
+                   for k in keys + base_keys}
+        baselines = {entries[k]["model"]: recs_of[k] for k in base_keys}
+        pairs = _comparisons(spec, [k[1] for k in keys])
+        reference_of: dict[str, str] = {}
+        for row, ref in pairs:
+            reference_of.setdefault(row, ref)
+        referenced = {ref for _, ref in pairs} - set(reference_of)
+        rows, used, efficiency = [], [], []
+        paper_cost_cols = [c for c in spec.get("efficiency", [])     # a paper column if any row has it
+                           if any(c in entries[k].get("paper", {}) for k in keys)]
+        for key in keys + base_keys:
+            entry, rs, recs = entries[key], groups.get(key, []), recs_of[key]
+            used += recs
+            paper = entry.get("paper", {})
+            missing = _missing_text(name, profile, *key, dataset)
+            line: dict[str, Any] = {"row": key[1]}
+            paper_params = profile_params(study, entry, "paper")
+            for col in spec.get("columns", []):
+                line[col] = _column_cell(col, rs[0], paper_params) if rs and key[0] != "Baseline" else ""
+            ref_key = (table, reference_of.get(key[1], ""))
+            for m in metrics:
+                digits = DIGITS.get(m.partition("@")[0], 4)
+                vals = metric_values(recs, m)
+                mean = float(np.mean(vals)) if vals else float("nan")
+                std = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+                line[f"ours {m}"] = mean_std_text(mean, std, digits) if recs else missing
+                p = paper.get(m)
+                if paper_scale:
+                    line[f"paper {m}"] = "" if p is None else f"{p:.{digits}f}"
+                    line[f"Δ {m}"] = f"{mean - p:+.{digits}f}" if vals and p is not None else ""
+                elif key[1] in referenced:
+                    line[f"vs ref {m}: ours / paper"] = "reference"
+                elif ref_key in entries:
+                    ref_vals = metric_values(recs_of.get(ref_key, []), m)
+                    p_ref = entries[ref_key].get("paper", {}).get(m)
+                    ours = f"{mean / np.mean(ref_vals) - 1:+.1%}" if vals and ref_vals else "–"
+                    theirs = f"{p / p_ref - 1:+.1%}" if p is not None and p_ref else "–"
+                    line[f"vs ref {m}: ours / paper"] = f"{ours} / {theirs}"
+            if spec.get("efficiency") and key[0] != "Baseline":
+                efficiency.append(_efficiency_row(study, entry, recs, spec["efficiency"],
+                                                  paper_cost_cols, dataset))
+            line["seeds"] = len(recs)
+            sampled = [r["test"] for r in recs if r.get("test", {}).get("samples")]
+            if sampled:              # a stochastic model: best of N samples (SVG's protocol)
+                pm = sampled[0].get("prior_mean", {})
+                line["evaluation"] = (f"best of {sampled[0]['samples']} samples per sequence; prior mean: "
+                                      + ", ".join(f"{m} {pm[m]:.{DIGITS.get(m, 4)}f}"
+                                                  for m in metrics if m in pm))
+            if key[0] != "Baseline":
+                line["beats both baselines"] = baseline_check(recs, baselines)
+            trained = bool(recs and recs[0].get("history"))
+            line["settings"] = settings_text(recs[0]["config"]) if trained else (
+                "no training" if recs else "")
+            rows.append(line)
+        if any("evaluation" in line for line in rows):
+            for line in rows:
+                line.setdefault("evaluation", "deterministic" if line.get("seeds") else "")
+        info = _provenance_summary(used, profile)
+        info["caption"] = spec.get("caption", "")
+        info["comparisons"] = table_comparisons(
+            table, pairs, recs_of, entries, spec.get("compare_metrics", metrics))
+        cost = pd.DataFrame(efficiency)
+        if WHY_DIFFERS in cost and not cost[WHY_DIFFERS].any():
+            cost = cost.drop(columns=WHY_DIFFERS)
+        info["efficiency"] = cost
+        tables[table] = (pd.DataFrame(rows), info)
+    return tables
+
+def _efficiency_row(study: dict, entry: dict, recs: list[dict], columns: list[str],
+                    paper_columns: list[str], dataset: str) -> dict[str, str]:
+    """One row of a table's cost table: ours (from the records; without records, the
+    parameters of the model built at the paper's settings), the paper's, and why they differ."""
+    cost = {"row": entry["row"]}
+    for col in columns:
+        cost[f"ours {col}"] = _efficiency_cell(recs, col)
+        if col == "params" and not recs:
+            n = _params_at_paper_settings(study, entry)
+            cost["ours params"] = f"{n:,} (not run: built at the paper's settings)"
+        if col in paper_columns:
+            cost[f"paper {col}"] = entry.get("paper", {}).get(col, "")
+    cost[WHY_DIFFERS] = _registry_info(entry.get("model"), dataset).get("paper_note", "")
+    return cost
+
+def _params_at_paper_settings(study: dict, entry: dict) -> int:
+    """Parameters of a row's model built as its paper-profile config would build it."""
+    from vpstudy.train import build_run_model  # torch: only for rows without a record
+
+    model = build_run_model(make_config(**profile_params(study, entry, "paper")))
+    return sum(p.numel() for p in model.parameters())
+
+def _registry_info(model: str | None, dataset: str) -> dict[str, Any]:
+    """The registry's info for the model a row builds: its dataset preset (``sepcrev-bair``)
+    where one is registered, which carries the paper's figures and why ours differ."""
+    from vpstudy.models import list_models, model_info  # torch: only when a table has costs
+
+    names = list_models()
+    name = next((n for n in (f"{model}-{dataset}", model) if n in names), None)
+    return model_info(name) if name else {}
+
+def _efficiency_cell(recs: list[dict], key: str) -> str:
+    if not recs:
+        return ""
+    v = recs[0].get("efficiency", {}).get(key)
+    if v is None:
+        return ""
+    if key == "params":
+        return f"{v:,}"
+    if key == "size_bytes":
+        return f"{v / 1e6:.2f} MB"
+    if key in ("macs", "flops", "macs_per_step", "flops_per_step"):
+        return f"{v / 1e9:.3f}G"
+    return str(v)
+
+def _provenance_summary(recs: list[dict], profile: str) -> dict[str, Any]:
+    prov = [r.get("provenance", {}) for r in recs]
+    hw = sorted({(p.get("hardware") or {}).get("name", "?") for p in prov})
+    src = sorted({p.get("data_source", "?") for p in prov})
+    commits = sorted({(p.get("git_commit") or "?")[:12] for p in prov})
+    seeds = sorted({r["config"]["seed"] for r in recs})
+    by_hw: dict[str, list[float]] = {}                # wall time means something per machine
+    for p in prov:
+        by_hw.setdefault((p.get("hardware") or {}).get("name", "?"), []).append(p.get("wall_time_s") or 0)
+    return {"profile": profile, "runs": len(recs), "hardware": hw, "data_source": src,
+            "commits": commits, "seeds": seeds,
+            "wall_time_by_hardware": {h: (len(w), sum(w)) for h, w in sorted(by_hw.items())}}
+
+def overview(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One short row per completed run: what it is (model and the settings that differ between
+    runs), its test metrics, size and wall time."""
+    df = runs.load_runs(root)
+    if not len(df):
+        return df
+    cols = ["run_id", "model", "profile", "seed", "activation", "augment", "lambda1", "lambda2",
+            "epochs", "batch_size", "test_mse", "test_ssim", "params", "wall_time_s"]
+    out = df[[c for c in cols if c in df.columns]].copy()
+    out["wall_time_min"] = (out.pop("wall_time_s").fillna(0) / 60).round(1)
+    out["device"] = df["hardware"].str.split(" \\(").str[0]
+    return out.sort_values(["profile", "model", "run_id"]).reset_index(drop=True)
