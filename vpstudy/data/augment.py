@@ -30,9 +30,16 @@ Modes
     (= 180 degree rotation) with probability 1/4 each. The flips are folded into the sampling
     grid, so there is still one resampling.
 
-Random draws, all from ``generator`` (on x's device), in this order: ``oy`` (B,), ``ox`` (B,),
-then for "crop+flip" a (B, 2) uniform tensor whose columns decide horizontal, vertical flips.
-The crop of a sequence is therefore the same in "crop" and "crop+flip" for the same seed.
+Random draws, all from ``generator``, in this order: ``oy`` (B, 1), ``ox`` (B, 1), then for
+"crop+flip" a (B, 2) uniform tensor whose columns decide horizontal, vertical flips. The crop
+of a sequence is therefore the same in "crop" and "crop+flip" for the same seed. The draws,
+and the float64 sampling coordinates of each output row and column computed from them, are
+made on the generator's device (None: torch's global CPU generator), not necessarily x's: with
+a CPU generator (the training stream's, see vpstudy.data.moving_mnist) a seed gives the same
+crops and flips on every device, and only the (B, H) and (B, W) coordinates, rounded to x's
+dtype, are moved to x's device. What remains device-dependent is the bilinear
+``F.grid_sample`` itself, which runs on x's device: its float rounding (the last bits of each
+value) may differ between devices.
 
 Relation to OpenSTL (``MovingMNIST._augment_seq``, used with ``use_augment=True``): it
 upsamples the whole video bilinearly by ``1 / 0.94`` (64 -> 68 px) and cuts a random integer
@@ -62,8 +69,9 @@ def augment_sequences(x: torch.Tensor, mode: str, *, crop_size: int = 60,
     """Augment whole videos, one random transform per sequence (see the module docstring).
 
     x: (B, T, C, H, W) float. mode: one of AUGMENT_MODES. crop_size: side of the crop window,
-    1 <= crop_size <= min(H, W). generator: a torch.Generator on x's device (None: torch's
-    global one). Returns a new (B, T, C, H, W) tensor (``x`` itself for mode "none").
+    1 <= crop_size <= min(H, W). generator: a torch.Generator on the CPU (any x device: the
+    draws are made on the CPU, then moved) or on x's device type; None: torch's global CPU
+    generator. Returns a new (B, T, C, H, W) tensor (``x`` itself for mode "none").
     """
     if mode not in AUGMENT_MODES:
         raise ValueError(f"unknown augmentation mode {mode!r}; valid modes: {', '.join(AUGMENT_MODES)}")
@@ -77,24 +85,27 @@ def augment_sequences(x: torch.Tensor, mode: str, *, crop_size: int = 60,
         return x
     if not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
-    if generator is not None and generator.device.type != x.device.type:
-        raise ValueError(f"generator is on {generator.device} but x is on {x.device}; "
-                         f"create it with torch.Generator(device='{x.device.type}')")
+    if generator is not None and generator.device.type not in ("cpu", x.device.type):
+        raise ValueError(f"generator is on {generator.device} but x is on {x.device}; pass a CPU "
+                         "generator, torch.Generator() (the same crops on every device), or one "
+                         f"made with torch.Generator(device='{x.device.type}')")
 
-    device = x.device
-    top = torch.randint(H - crop_size + 1, (B, 1), generator=generator, device=device)
-    left = torch.randint(W - crop_size + 1, (B, 1), generator=generator, device=device)
-    rows = torch.arange(H, device=device, dtype=torch.float64)
-    cols = torch.arange(W, device=device, dtype=torch.float64)
+    draw = generator.device if generator is not None else torch.device("cpu")
+    top = torch.randint(H - crop_size + 1, (B, 1), generator=generator, device=draw)
+    left = torch.randint(W - crop_size + 1, (B, 1), generator=generator, device=draw)
+    rows = torch.arange(H, device=draw, dtype=torch.float64)
+    cols = torch.arange(W, device=draw, dtype=torch.float64)
     ys = top + (rows + 0.5) * (crop_size / H) - 0.5          # (B, H) source row of each output row
     xs = left + (cols + 0.5) * (crop_size / W) - 0.5         # (B, W) source column of each output column
     if mode == "crop+flip":
-        flip = torch.rand(B, 2, generator=generator, device=device) < 0.5
+        flip = torch.rand(B, 2, generator=generator, device=draw) < 0.5
         xs = torch.where(flip[:, 0:1], xs.flip(-1), xs)      # horizontal: reverse the columns
         ys = torch.where(flip[:, 1:2], ys.flip(-1), ys)      # vertical: reverse the rows
 
-    grid = torch.stack((_pixel_to_grid(xs, W)[:, None, :].expand(B, H, W),
-                        _pixel_to_grid(ys, H)[:, :, None].expand(B, H, W)), dim=-1)
-    out = F.grid_sample(x.reshape(B, T * C, H, W), grid.to(x.dtype), mode="bilinear",
+    # Rounded to x's dtype where drawn, then moved: (B, W) + (B, H) values, a few KiB.
+    gx = _pixel_to_grid(xs, W).to(x.dtype).to(x.device, non_blocking=True)
+    gy = _pixel_to_grid(ys, H).to(x.dtype).to(x.device, non_blocking=True)
+    grid = torch.stack((gx[:, None, :].expand(B, H, W), gy[:, :, None].expand(B, H, W)), dim=-1)
+    out = F.grid_sample(x.reshape(B, T * C, H, W), grid, mode="bilinear",
                         padding_mode="border", align_corners=False)
     return out.view(B, T, C, H, W)

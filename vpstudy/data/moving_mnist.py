@@ -1,8 +1,8 @@
 """Moving MNIST: bouncing-digit videos, generated on the fly (CPU or GPU) or fixed and cached.
 
     digits = torch.from_numpy(load_digits("train")[0]).cuda()
-    x = generate_moving_mnist(digits, 16, generator=torch.Generator("cuda").manual_seed(0))
-    x.shape                                   # (16, 20, 1, 64, 64), float32 in [0, 1]
+    x = generate_moving_mnist(digits, 16, generator=torch.Generator().manual_seed(0))
+    x.shape, x.device                         # (16, 20, 1, 64, 64) float32 in [0, 1], cuda
 
 Generation rule (Srivastava et al. 2015, as implemented by OpenSTL's ``MovingMNIST``):
 
@@ -19,12 +19,24 @@ Generation rule (Srivastava et al. 2015, as implemented by OpenSTL's ``MovingMNI
 - A frame is the elementwise ``max`` (not the sum) of its pasted digits; uint8 values are
   divided by 255 to give float32 in [0, 1].
 
-Trajectories are computed in float64 (like OpenSTL's Python floats) by a loop over frames on
-small ``(n, num_digits, 2)`` tensors; pasting is one row gather (``index_select``) from a
-sliding-window view of zero-padded digits, with no Python loop over sequences, frames or
-digits. All randomness comes from the ``torch.Generator`` passed in, on the output device, so
-the same seed gives the same videos (for a given device type and torch version; CPU and CUDA
-generators give different streams).
+Random draws, in order: digit index ``(n, d)`` int64, start ``(n, d, 2)`` float64, theta
+``(n, d)`` float64. They are made on the device of the ``torch.Generator`` passed in (None:
+torch's global CPU generator), which may differ from the output device: with a CPU generator
+(what the training stream uses) they are made on the CPU, the trajectories are computed there
+in float64 (like OpenSTL's Python floats) by a loop over frames on small ``(n, d, 2)``
+tensors, and only the integer digit indices and corners are moved to the output device, where
+the digits are pasted: one row gather (``index_select``) from a sliding-window view of
+zero-padded digits, with no Python loop over sequences, frames or digits. Pasting is exact, so
+with a CPU generator a seed gives bit-identical videos on every device (for a given torch
+version).
+
+Training stream (:class:`MovingMNISTStream`): every random number of an epoch, the videos'
+and their augmentation's (vpstudy.data.augment), is drawn on the CPU from one CPU generator
+seeded by ``epoch_seed(cfg, epoch)``; only the rendering runs on the training device. So a seed
+trains on the same videos on CPU, CUDA or MPS. What still depends on the device: the bilinear
+``grid_sample`` of the "crop" and "crop+flip" augmentations (float rounding in the last bits), and
+everything in the model (float rounding, bf16, cuDNN algorithms). Trajectories do not: they are
+float64 on the CPU on every device.
 
 Evaluation sets: ``fixed_sequences("val" | "test", n)`` renders videos from the TEST digits
 with a fixed seed on the CPU and caches them as uint8 under ``cache_dir()``;
@@ -160,24 +172,32 @@ def _check_sizes(num_sequences: int, num_digits: int, seq_len: int, size: int) -
 
 
 def _resolve_device(digits: torch.Tensor, device, generator: torch.Generator | None) -> torch.device:
+    """The output device. A CPU generator may feed any device; another one only its own type."""
     device = torch.device(device) if device is not None else digits.device
-    if generator is not None and generator.device.type != device.type:
+    if generator is not None and generator.device.type not in ("cpu", device.type):
         raise ValueError(f"generator is on {generator.device} but the videos are made on {device}; "
-                         f"create it with torch.Generator(device='{device.type}')")
+                         "pass a CPU generator, torch.Generator() (it gives the same videos on "
+                         f"every device), or one made with torch.Generator(device='{device.type}')")
     return device
 
 
 def _sample_frames(digits: torch.Tensor, num_sequences: int, num_digits: int, seq_len: int,
                    size: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Draw digits and trajectories, render. (n, T, size, size) in the dtype of ``digits``.
+    """Draw digits and trajectories on the generator's device (None: the CPU), render on
+    ``device``, which must hold ``digits``. (n, T, size, size) in the dtype of ``digits``.
     Random draws, in order: digit index (n, d), start (n, d, 2), theta (n, d)."""
-    coord_dtype = torch.float32 if device.type == "mps" else torch.float64
+    draw_device = generator.device if generator is not None else torch.device("cpu")
+    coord_dtype = torch.float32 if draw_device.type == "mps" else torch.float64
     shape = (num_sequences, num_digits)
-    digit_index = torch.randint(len(digits), shape, generator=generator, device=device)
-    start = torch.rand(*shape, 2, generator=generator, device=device, dtype=coord_dtype)
-    theta = torch.rand(*shape, generator=generator, device=device, dtype=coord_dtype) * (2 * math.pi)
+    digit_index = torch.randint(len(digits), shape, generator=generator, device=draw_device)
+    start = torch.rand(*shape, 2, generator=generator, device=draw_device, dtype=coord_dtype)
+    theta = torch.rand(*shape, generator=generator, device=draw_device, dtype=coord_dtype) * (2 * math.pi)
     corners = pixel_corners(bouncing_trajectories(start, theta, seq_len), size)
-    return _render_frames(digits, digit_index, corners, size)
+    # Small int64 tensors (16 videos: 256 B and 10 KiB). They are fresh, unpinned and never
+    # written again, so a non-blocking copy is safe, and unlike a blocking one it does not
+    # synchronize the host with the device's queued work (a no-op on the CPU).
+    return _render_frames(digits, digit_index.to(device, non_blocking=True),
+                          corners.to(device, non_blocking=True), size)
 
 
 def _to_unit_float(frames: torch.Tensor) -> torch.Tensor:
@@ -193,9 +213,10 @@ def generate_moving_mnist(digits: torch.Tensor, num_sequences: int, *, num_digit
     """Fresh random Moving MNIST videos.
 
     digits: (N, 28, 28) uint8 (0..255) or float (0..1), tensor or numpy array; moved to
-    ``device`` (default: the digits' device) if needed. generator: a torch.Generator on that
-    device (None: torch's global one). Returns (num_sequences, seq_len, 1, size, size) float32
-    in [0, 1] on ``device``.
+    ``device`` (default: the digits' device) if needed. generator: a torch.Generator on the CPU
+    (any ``device``: the random numbers are drawn on the CPU and the same seed gives the same
+    videos on every device) or on ``device``'s type (drawn there); None: torch's global CPU
+    generator. Returns (num_sequences, seq_len, 1, size, size) float32 in [0, 1] on ``device``.
     """
     digits = _check_digits(digits)
     _check_sizes(num_sequences, num_digits, seq_len, size)
@@ -211,29 +232,39 @@ def _mix_seed(*parts: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])
 
 
+def epoch_generator(cfg, epoch: int) -> torch.Generator:
+    """The CPU generator of every random number of epoch ``epoch`` of the training stream."""
+    return torch.Generator(device="cpu").manual_seed(epoch_seed(cfg, epoch))
+
+
 class MovingMNISTStream:
     """The training stream of a Moving MNIST run: ``cfg.steps_per_epoch`` batches of fresh
-    videos per epoch, generated on the device that holds ``digits``.
+    videos per epoch, rendered on ``device`` (default: the device that holds ``digits``).
 
-    Epoch ``e`` draws every video (and its augmentation, ``cfg.augment``) from one generator
-    seeded by ``epoch_seed(cfg, e)``: a run resumed from the checkpoint after epoch ``e - 1``
-    sees exactly the batches of an uninterrupted run (on the same device type).
+    Epoch ``e`` draws every video (and its augmentation, ``cfg.augment``) on the CPU from one
+    CPU generator, ``epoch_generator(cfg, e)``, seeded by ``epoch_seed(cfg, e)``; per batch:
+    digit index, start, theta, then the augmentation's crop offsets and flips. Only the
+    rendering (pasting, the augmentation's resampling) runs on ``device``. So a run resumed from
+    the checkpoint after epoch ``e - 1`` sees exactly the batches of an uninterrupted run, and a
+    seed gives the same videos on every device (up to the augmentation's float rounding; see
+    the module docstring).
 
         stream = MovingMNISTStream(cfg, train_digits.cuda())
         for inputs, targets in stream.epoch_batches(epoch):   # (B, 10, 1, 64, 64), (B, 10, ...)
             ...
     """
 
-    def __init__(self, cfg, digits: torch.Tensor):
+    def __init__(self, cfg, digits: torch.Tensor, device=None):
         self.cfg = cfg
-        self.digits = digits
+        self.device = torch.device(device) if device is not None else digits.device
+        self.digits = digits.to(self.device)
 
     def __len__(self) -> int:
         return self.cfg.steps_per_epoch
 
     def epoch_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        cfg, device = self.cfg, self.digits.device
-        gen = torch.Generator(device=device).manual_seed(epoch_seed(cfg, epoch))
+        cfg, device = self.cfg, self.device
+        gen = epoch_generator(cfg, epoch)
         for _ in range(cfg.steps_per_epoch):
             x = generate_moving_mnist(self.digits, cfg.batch_size, num_digits=cfg.num_digits,
                                       seq_len=cfg.seq_len, size=cfg.image_size, generator=gen,
