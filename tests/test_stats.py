@@ -1,4 +1,6 @@
-"""Comparisons over seeds: Welch intervals and the verdict sentences built on them."""
+"""Comparisons over seeds: paired, pooled and Welch intervals, Holm, the smallest detectable
+difference, seeds needed, and the verdict sentences built on them; and the report's confound
+check on records whose arms differ in device."""
 
 import math
 
@@ -6,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from vpstudy.stats import compare, verdict
+from vpstudy.stats import compare, holm, paired, pooled, seeds_needed, verdict
 
 
 def test_welch_interval_matches_the_textbook_formula():
@@ -46,6 +48,120 @@ def test_verdicts_say_what_was_found_and_flag_a_reversed_direction():
     assert "disagrees with the paper" in text
     assert "paper +0.05 (+0.1%)" in text
     noise = compare([10.0, 12.0, 11.0], [11.0, 10.0, 12.0])
-    assert "not detectable at this scale" in verdict("x vs y", "ssim", noise, paper_diff=0.01)
+    assert "not detected; smallest detectable difference at 80% power ≈" in verdict(
+        "x vs y", "ssim", noise, paper_diff=0.01)
     worse_ssim = compare([0.5, 0.51, 0.5], [0.6, 0.61, 0.6])
     assert "worse than the reference" in verdict("x vs y", "ssim", worse_ssim)
+
+
+def test_paired_interval_and_p_match_scipys_paired_t_test():
+    row = {0: 40.1, 1: 41.0, 2: 40.6, 3: 40.9}
+    ref = {0: 40.5, 1: 41.6, 2: 40.9, 3: 41.2, 9: 50.0}      # seed 9 has no pair: left out
+    d = paired(row, ref)
+    diffs = np.array([row[s] - ref[s] for s in range(4)])
+    test = scipy_stats.ttest_rel([row[s] for s in range(4)], [ref[s] for s in range(4)])
+    ci = test.confidence_interval(0.95)
+    assert (d.design, d.n_row, d.dof) == ("paired", 4, 3)
+    assert d.diff == pytest.approx(diffs.mean())
+    assert (d.low, d.high) == pytest.approx((ci.low, ci.high))
+    assert d.p == pytest.approx(test.pvalue)
+    # pairing removes the shared seed effect: the same values unpaired cannot see it
+    assert d.detected and not compare(list(row.values()), [ref[s] for s in range(4)]).detected
+
+
+def test_pooled_contrast_matches_statsmodels_ols_with_config_and_seed_effects():
+    sm = pytest.importorskip("statsmodels.formula.api")
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    effect = {"a": 0.0, "b": -0.8, "c": 0.3}
+    seed_effect = rng.normal(0, 1.0, 4)
+    table = {c: {s: 20 + e + seed_effect[s] + rng.normal(0, 0.2) for s in range(4)} for c, e in effect.items()}
+    del table["c"][3]                                             # unbalanced on purpose
+    d = pooled(table, "b", "a")
+    df = pd.DataFrame([(c, s, v) for c, vs in table.items() for s, v in vs.items()],
+                      columns=["config", "seed", "y"])
+    fit = sm.ols("y ~ C(config) + C(seed)", df).fit()
+    name = "C(config)[T.b]"                                        # b - a, a the baseline level
+    assert d.diff == pytest.approx(fit.params[name])
+    assert d.se == pytest.approx(fit.bse[name])
+    assert d.dof == fit.df_resid == 11 - 6
+    assert (d.low, d.high) == pytest.approx(tuple(fit.conf_int().loc[name]))
+    assert d.p == pytest.approx(fit.pvalues[name])
+
+
+def test_holm_matches_statsmodels_and_skips_untested_entries():
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    p = [0.01, 0.04, 0.03, 0.005, 0.2]
+    expected = multitest.multipletests(p, method="holm")[1]
+    assert holm(p) == pytest.approx(list(expected))
+    assert math.isnan(holm([0.01, math.nan, 0.04])[1])                       # nan stays nan
+    assert holm([0.01, math.nan, 0.04])[::2] == pytest.approx([0.02, 0.04])
+
+
+def test_smallest_detectable_difference_has_the_stated_power():
+    """Simulate the paired design: a true difference equal to the detectable one is detected
+    in about 80% of experiments (the noncentral-t power of a two-sided test)."""
+    rng = np.random.default_rng(2)
+    sd, n = 0.3, 5
+    probe = paired({s: rng.normal(0, sd) for s in range(n)}, {s: 0.0 for s in range(n)})
+    mdd_for_true_sd = probe.detectable() / probe.se * sd / math.sqrt(n)
+    hits = 0
+    trials = 4000
+    for _ in range(trials):
+        row = {s: mdd_for_true_sd + rng.normal(0, sd) for s in range(n)}
+        hits += paired(row, {s: 0.0 for s in range(n)}).detected
+    assert 0.75 < hits / trials < 0.85
+    # seeds_needed inverts it: n seeds suffice for that effect, n - 1 do not
+    assert seeds_needed(mdd_for_true_sd, sd, "paired") == n
+    assert seeds_needed(0.0, sd) is None and seeds_needed(1e-6, sd) is None
+
+
+def test_holm_verdict_and_confounded_verdict():
+    d = paired({0: 10.0, 1: 10.2, 2: 9.9}, {0: 12.0, 1: 12.1, 2: 11.8})
+    assert "detected, better" in verdict("x", "mse", d, holm_p=0.01)
+    text = verdict("x", "mse", d, holm_p=0.2)
+    assert "not detected" in text and "unadjusted interval excludes 0" in text
+    assert "confounded (device cpu vs cuda); not tested" in verdict("x", "mse", d, confounded="device cpu vs cuda")
+
+
+def _record(model, seed, mse, device="cpu", precision="fp32", commit=None):
+    return {"config": {"model": model, "seed": seed}, "test": {"mse": mse},
+            "provenance": {"hardware": {"device": device}, "precision": precision,
+                           "torch_version": "2.13.0+cpu", "git_commit": commit}}
+
+
+def test_arms_on_different_devices_precisions_or_dirty_trees_are_confounded():
+    from vpstudy.report.records import confounds, design_text
+
+    cpu = [_record("poolformer", s, 19.0 + s) for s in range(3)]
+    gpu = [_record("poolformer", s, 19.5 + s, device="cuda") for s in range(3)]
+    bf16 = [_record("crevnet", s, 18.0, precision="bf16 autocast") for s in range(3)]
+    assert confounds(cpu, [_record("poolformer", s, 20.0) for s in range(3)]) is None
+    assert confounds(gpu, cpu) == "device cuda vs cpu"
+    assert "precision bf16 autocast vs fp32" in confounds(bf16, cpu)
+    mixed = cpu[:2] + gpu[2:]
+    assert "the row mixes device cpu and cuda" in confounds(mixed, cpu)
+    dirty = [_record("poolformer", s, 19.0, commit="abc+dirty") for s in range(3)]
+    assert "uncommitted tree" in confounds(dirty, cpu)
+    assert design_text(cpu) == "cpu, fp32, torch 2.13, poolformer v0"
+    assert "(seeds 2)" in design_text(mixed)
+
+
+def test_gsta_records_before_the_depthwise_change_are_another_code_version():
+    """56fcafd changed gSTA's numbers; a record of its parent commit is version 0."""
+    import subprocess
+
+    from vpstudy.report.records import code_version, confounds
+
+    try:
+        parent = subprocess.run(["git", "rev-parse", "56fcafd^"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "56fcafd"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no git history here")
+    old, new = _record("gsta", 0, 17.3, commit=parent), _record("gsta", 0, 17.0, commit=head)
+    assert (code_version(old), code_version(new)) == ("gsta v0", "gsta v1")
+    assert confounds([old], [new]) == "code gsta v0 vs gsta v1"
+    assert confounds([_record("poolformer", 0, 18.9, commit=parent)], [new]) is None   # other models

@@ -91,7 +91,7 @@ def test_a_malformed_at_profile_fails_when_the_study_loads(tmp_path, at_profile,
     assert [r.row for r in study_runs(str(path), profile="smoke")] == ["ok"]
 
 
-def _fake_record(root: Path, run, mse: float, ssim: float, history=True):
+def _fake_record(root: Path, run, mse: float, ssim: float, history=True, device="cpu"):
     rd = runs.RunDir(root / run.run_id)
     t = 10
     rd.save({"id": run.run_id, "status": "completed", "config": run.config.to_dict(),
@@ -102,7 +102,8 @@ def _fake_record(root: Path, run, mse: float, ssim: float, history=True):
              "extra_tests": {},
              "efficiency": {"params": 6_456_065, "size_bytes": 25_000_000, "macs": 2_782_691_328,
                             "flops": 5_565_382_656},
-             "provenance": {"hardware": {"name": "test-cpu"}, "data_source": "fake", "git_commit": "abc",
+             "provenance": {"hardware": {"name": f"test-{device}", "device": device}, "data_source": "fake",
+                            "git_commit": "abc", "precision": "fp32", "torch_version": "2.13.0",
                             "wall_time_s": 1.0}})
     frames = np.zeros((10, 10, 1, 64, 64), np.uint8)
     np.savez_compressed(rd.samples_path, inputs=frames, targets=frames, predictions=frames)
@@ -173,7 +174,7 @@ def test_report_compares_rows_over_seeds_and_checks_the_baselines(tmp_path):
     t1, info1 = tables["Table 1"]
     crop = next(c for c in info1["comparisons"] if c["row"] == "Crop only" and c["metric"] == "mse")
     assert not crop["detected"] and crop["low"] < 0 < crop["high"]
-    assert "not detectable" in crop["verdict"]
+    assert "not detected; smallest detectable difference at 80% power ≈" in crop["verdict"]
     rows2 = t2.set_index("row")
     assert rows2.loc["GELU", "ours mse"] == "23.00 ± 0.50"
     assert rows2.loc["StarReLU", "beats both baselines"] == "✓ 3/3"    # 18.5 < 0.6 * 36, 0.70 > 0.58
@@ -181,6 +182,26 @@ def test_report_compares_rows_over_seeds_and_checks_the_baselines(tmp_path):
     assert rows2.loc["All black", "ours mse"] == "36.00"
     text = build_report(root, tmp_path / "r").read_text()
     assert "StarReLU vs GELU" in text and "95% CI" in text
+
+
+def test_a_comparison_whose_arms_trained_on_different_devices_is_confounded_not_detected(tmp_path):
+    root = tmp_path / "runs"
+    by_row = {}
+    for r in study_runs("simvp", "smoke", seeds=3):
+        by_row.setdefault((r.table, r.row), []).append(r)
+    for i, run in enumerate(by_row[("Table 2", "GELU")]):
+        _fake_record(root, run, 23.0 + 0.1 * i, 0.70)
+    for i, run in enumerate(by_row[("Table 2", "StarReLU")]):     # 5 better, but on another device
+        _fake_record(root, run, 18.0 + 0.1 * i, 0.70, device="cuda")
+    tables = study_tables("simvp", "smoke", runs_by_id(root))
+    t2, info2 = tables["Table 2"]
+    mse = next(c for c in info2["comparisons"] if c["metric"] == "mse")
+    assert mse["confounded"] == "device cuda vs cpu"
+    assert not mse["detected"] and not mse["detected_holm"]
+    assert "confounded (device cuda vs cpu); not tested" in mse["verdict"]
+    assert t2.set_index("row").loc["StarReLU", "trained on"] == "cuda, fp32, torch 2.13, gsta (unknown commit)"
+    text = build_report(root, tmp_path / "r").read_text()
+    assert "confounded: device cuda vs cpu" in text
 
 
 def test_paper_scale_tables_show_the_difference_to_the_paper(tmp_path):

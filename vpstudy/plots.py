@@ -152,25 +152,35 @@ def sequence_strips(inputs: np.ndarray, targets: np.ndarray, predictions: dict[s
     return fig
 
 
-def accuracy_vs_cost(records: dict[str, dict], metric: str = "mse", extra_test: str | None = None,
+def accuracy_vs_cost(records: dict[str, list[dict]], metric: str = "mse", extra_test: str | None = None,
                      baselines: dict[str, float] | None = None):
-    """Test ``metric`` against parameters and against MACs (log x), one labelled point per model;
-    ``baselines`` (label -> value on the same test set) are drawn as dashed reference lines."""
+    """Test ``metric`` (mean ± std over each model's seeds) against parameters and against MACs
+    (log x), one point per model named in the legend; ``records`` maps a model to its seeds'
+    records; ``baselines`` (label -> value on the same test set) are dashed reference lines."""
     _style()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    markers = "osD^vP*Xh"
     for ax, key, xlabel in ((axes[0], "params", "parameters"), (axes[1], "macs", "MACs per sample (forward)")):
-        for label, rec in records.items():
-            res = rec["extra_tests"][extra_test] if extra_test else rec["test"]
-            x = rec["efficiency"][key]
+        xs = []
+        for i, (label, recs) in enumerate(records.items()):
+            values = [(r["extra_tests"][extra_test] if extra_test else r["test"])[metric] for r in recs]
+            x = recs[0]["efficiency"][key]
             if not x:
                 continue
-            ax.scatter([x], [res[metric]], s=40, color=model_color(label))
-            ax.annotate(label, (x, res[metric]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            xs.append(x)
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            seeds = f"{len(values)} seed{'s' * (len(values) != 1)}"
+            ax.errorbar([x], [float(np.mean(values))], yerr=[std], fmt=markers[i % len(markers)], ms=7,
+                        capsize=4, color=model_color(label), label=f"{label} ({seeds})")
         for label, value in (baselines or {}).items():
             ax.axhline(value, ls="--", lw=1, color=model_color(label) or "grey", label=label)
         ax.set(xscale="log", xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric))
+        if xs:                                    # at least two labelled ticks, even within a decade
+            lo, hi = min(xs), max(xs)
+            ax.set_xlim(lo / 2, hi * 2)
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    if baselines:
-        axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig

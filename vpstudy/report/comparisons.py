@@ -1,32 +1,95 @@
 """The report's seed comparisons: for each pair of rows a table compares, the difference over
-seeds with its interval and a verdict sentence (`vpstudy.stats`).
+seeds, its intervals and a verdict a referee can check (`vpstudy.stats`).
+
+    comps = table_comparisons("Table 2", pairs, recs_of, entries, ["mse", "ssim"])
+    adjust_for_multiplicity(every_comparison_of_the_study)    # Holm p, verdicts
+    seeds_needed_rows(every_comparison_of_the_study)          # how many seeds each claim needs
+
+Per comparison: the primary interval is seed-paired where the arms share two or more seeds,
+else Welch's; the secondary one comes from the table's additive config + seed model
+(`stats.pooled`). A comparison whose arms differ in device, precision, torch or code version
+(`records.confounds`) is *confounded*: it gets no verdict and is left out of the family.
 """
 
 from __future__ import annotations
 
+import math
+
 from vpstudy import stats
-from vpstudy.report.records import DIGITS, metric_values
+from vpstudy.report.records import DIGITS, confounds, metric_of
+
+
+def _by_seed(recs: list[dict], metric: str) -> dict[int, float]:
+    return {r["config"]["seed"]: v for r in recs if (v := metric_of(r, metric)) is not None}
 
 
 def table_comparisons(table: str, pairs: list[tuple[str, str]], recs_of: dict, entries: dict,
-                       metrics: list[str]) -> list[dict]:
-    """For each compared (row, reference) pair with records and each metric: the difference
-    over seeds, its 95% interval (Welch), the paper's difference and a verdict sentence."""
+                      metrics: list[str]) -> list[dict]:
+    """For each compared (row, reference) pair with records and each metric: the primary and
+    pooled differences, the paper's difference and what confounds the arms, if anything.
+    Verdicts come with `adjust_for_multiplicity` (they need the whole study's family)."""
+    trained = [k for k in recs_of if k[0] == table and recs_of[k] and recs_of[k][0].get("history")]
     comparisons = []
     for row, ref in pairs:
         a, b = recs_of.get((table, row), []), recs_of.get((table, ref), [])
+        if not a or not b:
+            continue
+        confounded = confounds(a, b)
         for m in metrics:
-            va, vb = metric_values(a, m), metric_values(b, m)
+            va, vb = _by_seed(a, m), _by_seed(b, m)
             if not va or not vb:
                 continue
-            d = stats.compare(va, vb)
+            common = set(va) & set(vb)
+            d = stats.paired(va, vb) if len(common) >= 2 else stats.compare(list(va.values()), list(vb.values()))
+            values = {k[1]: _by_seed(recs_of[k], m) for k in trained}
+            pooled = stats.pooled(values, row, ref) if row in values and ref in values else None
             pa = entries[(table, row)].get("paper", {}).get(m)
             pb = entries[(table, ref)].get("paper", {}).get(m)
-            paper_diff = pa - pb if pa is not None and pb is not None else None
-            digits = DIGITS.get(m.partition("@")[0], 4)
             comparisons.append({
-                "row": row, "reference": ref, "metric": m, "diff": d.diff, "low": d.low,
-                "high": d.high, "detected": d.detected, "seeds": (d.n_row, d.n_ref),
-                "paper_diff": paper_diff,
-                "verdict": stats.verdict(f"{row} vs {ref}", m, d, paper_diff, pb, digits)})
+                "table": table, "row": row, "reference": ref, "metric": m, "difference": d,
+                "pooled": pooled, "diff": d.diff, "low": d.low, "high": d.high,
+                "detected": d.detected and not confounded, "seeds": (d.n_row, d.n_ref),
+                "design": d.design, "paper_diff": pa - pb if pa is not None and pb is not None else None,
+                "paper_reference": pb, "confounded": confounded, "holm_p": math.nan,
+                "detected_holm": False, "detectable": d.detectable()})
     return comparisons
+
+
+def adjust_for_multiplicity(comparisons: list[dict]) -> None:
+    """Holm over one family (a study's comparisons at a profile, every metric), then each
+    comparison's verdict. Confounded comparisons and those without an interval are not tested."""
+    tested = [c for c in comparisons if not c["confounded"] and c["difference"].has_interval]
+    for c, p in zip(tested, stats.holm([c["difference"].p for c in tested])):
+        c["holm_p"], c["detected_holm"] = p, p < 1 - c["difference"].level
+    for c in comparisons:
+        c["family_size"] = len(tested)
+        c["verdict"] = stats.verdict(
+            f"{c['table']}: {c['row']} vs {c['reference']}", c["metric"], c["difference"],
+            c["paper_diff"], c["paper_reference"], DIGITS.get(c["metric"].partition("@")[0], 4),
+            holm_p=c["holm_p"] if math.isfinite(c["holm_p"]) else None, secondary=c["pooled"],
+            confounded=c["confounded"])
+
+
+def seeds_needed_rows(comparisons: list[dict]) -> list[dict]:
+    """For each tested comparison with a paper difference: the spread of its design (sd of the
+    seed-wise differences, or of one arm for Welch), the paper's effect at this scale (its
+    relative change times our reference mean), the observed effect, and the seeds per arm that
+    would detect each with 80% power at the 5% level (unadjusted)."""
+    out = []
+    for c in comparisons:
+        d = c["difference"]
+        if c["confounded"] or not d.has_interval:
+            continue
+        if d.design == "paired":
+            spread = d.se * math.sqrt(d.n_row)
+        else:                                    # Welch: the arms' pooled sd
+            spread = d.se / math.sqrt(1 / d.n_row + 1 / d.n_ref)
+        paper_effect = (c["paper_diff"] / c["paper_reference"] * d.reference_mean
+                        if c["paper_diff"] is not None and c["paper_reference"] else math.nan)
+        out.append({"table": c["table"], "comparison": f"{c['row']} vs {c['reference']}",
+                    "metric": c["metric"], "design": d.design, "seeds now": d.n_row,
+                    "spread": spread, "paper effect here": paper_effect,
+                    "seeds for the paper effect": stats.seeds_needed(paper_effect, spread, d.design),
+                    "observed effect": d.diff,
+                    "seeds for the observed effect": stats.seeds_needed(d.diff, spread, d.design)})
+    return out

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,45 +18,70 @@ from vpstudy.study import StudyRun, load_study, study_runs
 
 PNG_META = {"Software": None}
 
+
 def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, metadata=PNG_META)
     plt.close(fig)
 
-def _models_of(table_rows: list[StudyRun], by_id: dict[str, dict]) -> dict[str, dict]:
-    """For each model of a table: its best-MSE completed record (seed-0 runs)."""
-    best: dict[str, dict] = {}
+
+def _final_val_mse(rec: dict) -> float:
+    """The last validation MSE of a trained record (validation data only, never the test set)."""
+    hist = rec.get("history") or []
+    return float(hist[-1]["val"]["mse"]) if hist and "val" in hist[-1] else float("inf")
+
+
+def _models_of(table_rows: list[StudyRun], by_id: dict[str, dict]) -> dict[str, list[dict]]:
+    """For each model of a table, every seed's record of one row: the row with the lowest mean
+    final validation MSE over its seeds (e.g. Table 5's lambda2 0 or 0.1). Trained models first
+    (by name), then the baselines."""
+    rows: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in table_rows:
         rec = by_id.get(r.run_id)
-        if rec is None:
-            continue
-        m = rec["config"]["model"]
-        if m not in best or rec["test"]["mse"] < best[m]["test"]["mse"]:
-            best[m] = rec
-    return dict(sorted(best.items()))
+        if rec is not None and rec not in rows[(r.table, r.row)]:
+            rows[(r.table, r.row)].append(rec)
+    chosen: dict[str, list[dict]] = {}
+    for recs in rows.values():
+        m = recs[0]["config"]["model"]
+        score = float(np.mean([_final_val_mse(r) for r in recs]))
+        if m not in chosen or score < float(np.mean([_final_val_mse(r) for r in chosen[m]])):
+            chosen[m] = sorted(recs, key=lambda r: r["config"]["seed"])
+    order = sorted(chosen, key=lambda m: (not chosen[m][0].get("history"), m))
+    return {m: chosen[m] for m in order}
+
+
+def _mean_test(recs: list[dict], suffix: str = "") -> dict:
+    """Per-frame test metrics averaged over seeds (``suffix`` "3": the 3-digit test set)."""
+    tests = [r["extra_tests"][suffix] if suffix else r["test"] for r in recs]
+    return {"per_frame": {k: list(np.mean([t["per_frame"][k] for t in tests], axis=0))
+                          for k in tests[0]["per_frame"]}}
+
 
 def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) -> list[tuple[str, Path]]:
     study = load_study(name)
     rows = study_runs(name, profile, seeds=1)
     fig_table = study.get("figures_table")
     chosen = [r for r in rows if (r.table == fig_table or r.table == "Baseline")] if fig_table else rows
-    models = _models_of(chosen, by_id)
+    seeds_of = _models_of(chosen, by_id)
+    models = {m: recs[0] for m, recs in seeds_of.items()}        # the lowest seed: qualitative, curves
     figs: list[tuple[str, Path]] = []
     if not models:
         return figs
     first_frame = next(iter(models.values()))["config"]["in_frames"] + 1
     p = out / "per_frame.png"
-    _save(plots.per_frame_metrics({m: rec["test"] for m, rec in models.items()}, first_frame=first_frame), p)
-    figs.append(("Per-frame MSE and SSIM of each model (best setting per model)", p))
+    _save(plots.per_frame_metrics({m: _mean_test(recs) for m, recs in seeds_of.items()},
+                                  first_frame=first_frame), p)
+    figs.append(("Per-frame MSE and SSIM of each model, mean over seeds (per model the row with "
+                 "the lowest validation MSE)", p))
     trained = {m: r for m, r in models.items() if r.get("history")}
     if trained:
         p = out / "learning_curves.png"
         _save(plots.learning_curves(list(trained.values()), list(trained)), p)
-        figs.append(("Learning curves (training loss, validation MSE and SSIM)", p))
+        figs.append(("Learning curves (training loss, validation MSE and SSIM; lowest seed)", p))
         p = out / "accuracy_vs_cost.png"
         base = {m: r["test"]["mse"] for m, r in models.items() if not r.get("history")}
-        _save(plots.accuracy_vs_cost(trained, baselines=base), p)
-        figs.append(("Test MSE against parameters and against MACs", p))
+        _save(plots.accuracy_vs_cost({m: seeds_of[m] for m in trained}, baselines=base), p)
+        figs.append(("Test MSE against parameters and against MACs (mean ± std over seeds)", p))
     curves = time_to_accuracy_curves(name, profile, by_id)
     if curves:
         base = {m: r["test"]["mse"] for m, r in models.items() if not r.get("history")}
@@ -75,6 +101,7 @@ def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) ->
         _save(qualitative_grid(with_extra, suffix=f"_{extra}"), p)
         figs.append((f"Qualitative grid on the {extra}-digit test set (models trained on 2 digits)", p))
     return figs
+
 
 def time_to_accuracy_curves(name: str, profile: str, by_id: dict[str, dict]) -> dict[str, list[list[dict]]]:
     """Validation curves (``val_points`` of every epoch) of the figures table's models, all seeds;
@@ -99,9 +126,11 @@ def time_to_accuracy_curves(name: str, profile: str, by_id: dict[str, dict]) -> 
         return {model: pts for (model, _), pts in curves.items()}
     return {f"{model} ({machine})": pts for (model, machine), pts in curves.items()}
 
+
 def _test_set_of(cfg: dict) -> tuple:
     return (cfg["dataset"], cfg["num_digits"], cfg["test_sequences"], cfg["image_size"],
             cfg.get("downsample", 1), cfg.get("test_file"))
+
 
 def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[Path, str] | None:
     """Every trained model of both studies scored on one Moving MNIST-2 test set at ``profile``
@@ -115,11 +144,15 @@ def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[
     for rec in candidates:
         sets[_test_set_of(rec["config"])].append(rec)
     test_set, recs = max(sets.items(), key=lambda kv: (len(kv[1]), kv[0]))
-    best: dict[str, dict] = {}
-    for rec in sorted(recs, key=lambda r: r["id"]):
-        m = rec["config"]["model"]
-        if m not in best or rec["test"]["mse"] < best[m]["test"]["mse"]:
-            best[m] = rec
+    by_config: dict[str, list[dict]] = defaultdict(list)       # a config's seeds together
+    for rec in sorted(recs, key=lambda r: (r["id"], r["config"]["seed"])):
+        key = json.dumps({k: v for k, v in rec["config"].items() if k != "seed"}, sort_keys=True)
+        by_config[key].append(rec)
+    best: dict[str, list[dict]] = {}                             # per model: lowest validation MSE
+    for seeds in by_config.values():
+        m, score = seeds[0]["config"]["model"], float(np.mean([_final_val_mse(r) for r in seeds]))
+        if m not in best or score < float(np.mean([_final_val_mse(r) for r in best[m]])):
+            best[m] = sorted(seeds, key=lambda r: r["config"]["seed"])
     path = out / f"efficiency_{profile}.png"
     base = {}
     for rec in sorted(by_id.values(), key=lambda r: r["id"]):
@@ -130,10 +163,12 @@ def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[
     _save(plots.accuracy_vs_cost(dict(sorted(best.items())), baselines=base), path)
     frame = test_set[3] // test_set[4]
     caption = (f"Test set: {test_set[2]} fixed Moving MNIST-2 sequences at {frame}×{frame} px, "
-               f"the same for every point. Each point is the model's best run at profile `{profile}`: "
-               + "; ".join(f"{m} ({settings_text(r['config'])}, seed {r['config']['seed']})"
-                           for m, r in sorted(best.items())) + ".")
+               f"the same for every point. Each point is the mean ± std over the seeds of the model's "
+               f"config with the lowest validation MSE at profile `{profile}`: "
+               + "; ".join(f"{m} ({settings_text(rs[0]['config'])}, {len(rs)} seed{'s' * (len(rs) != 1)})"
+                           for m, rs in sorted(best.items())) + ".")
     return path, caption
+
 
 def qualitative_grid(models: dict[str, dict], index: int = 0, suffix: str = ""):
     first = None

@@ -19,34 +19,82 @@ from vpstudy.study import load_study, study_names
 PROFILE_NOTES = {
     "smoke": "smoke profile: a few steps on a handful of sequences; the numbers mean nothing",
     "cpu": "cpu profile — a proxy of the study, not a replication: frames of 32×32 pixels (the "
-           "64×64 videos averaged 2×2) and about 1% of the paper's training steps (see each "
-           "table's settings column). MSE is on another scale than the paper's (a quarter of the "
+           "64×64 videos averaged 2×2) and 1.3% of the paper's training sequences (2.6% of "
+           "SimVP's optimizer steps, 5.3% of the lightweight study's; each table's settings "
+           "column gives the budget). MSE is on another scale than the paper's (a quarter of the "
            "pixels), so rows are compared with their table's reference row in %, ours beside the "
            "paper's, and over seeds with 95% intervals",
     "paper": "paper profile: the study's settings",
 }
 
+
 REPORTS_ENV = "VPSTUDY_REPORTS"
 
+
 def comparisons_markdown(comparisons: list[dict]) -> str:
-    """The table of compared pairs: difference, 95% interval, detected, the paper's difference."""
+    """The table of compared pairs: the primary (paired, else Welch) and the pooled difference
+    with 95% intervals, the p-values unadjusted and Holm-adjusted, the verdict after Holm, the
+    smallest difference detectable with 80% power and the paper's difference."""
     if not comparisons:
         return ""
-    lines = ["| row vs reference | metric | ours: difference [95% CI] | detected | paper: difference |",
-             "|---|---|---|---|---|"]
+    lines = ["| row vs reference | metric | ours: difference [95% CI] | design | pooled [95% CI] | p | "
+             "Holm p | detected (Holm) | detectable at 80% power | paper: difference |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
         digits = DIGITS.get(c["metric"].partition("@")[0], 4)
         f = f"{{:+.{digits}f}}"
-        ci = f"[{f.format(c['low'])}, {f.format(c['high'])}]" if np.isfinite(c["low"]) else "[no interval]"
+        d, pooled = c["difference"], c["pooled"]
+        ci = f"[{f.format(d.low)}, {f.format(d.high)}]" if d.has_interval else "[no interval]"
+        pci = (f"{f.format(pooled.diff)} [{f.format(pooled.low)}, {f.format(pooled.high)}]"
+               if pooled is not None and pooled.has_interval else "–")
+        design = f"paired, {d.n_row} seeds" if d.design == "paired" else f"Welch, {d.n_row} vs {d.n_ref}"
+        p = f"{d.p:.3g}" if d.has_interval else "–"
+        holm = f"{c['holm_p']:.3g}" if np.isfinite(c["holm_p"]) else "–"
+        if c["confounded"]:
+            detected = f"confounded: {c['confounded']}"
+        elif not d.has_interval:
+            detected = "not testable"
+        else:
+            detected = "yes" if c["detected_holm"] else "no"
+        mdd = f"{abs(d.detectable()):.{digits}f}" if d.has_interval else "–"
         pd_ = "" if c["paper_diff"] is None else f.format(c["paper_diff"])
-        lines.append(f"| {c['row']} vs {c['reference']} | {c['metric']} | {f.format(c['diff'])} {ci} | "
-                     f"{'yes' if c['detected'] else 'no'} | {pd_} |")
+        lines.append(f"| {c['row']} vs {c['reference']} | {c['metric']} | {f.format(d.diff)} {ci} | {design} | "
+                     f"{pci} | {p} | {holm} | {detected} | {mdd} | {pd_} |")
     return "\n".join(lines) + "\n"
+
+
+def _seeds_text(n: int | None) -> str:
+    return "> 100" if n is None else str(n)
+
+
+def seeds_needed_markdown(rows: list[dict]) -> str:
+    """How many seeds per arm each comparison would need to detect the paper's effect (scaled
+    to this reference) and the observed one, with 80% power at the 5% level."""
+    if not rows:
+        return ""
+    lines = ["| comparison | metric | design | seeds now | spread (sd) | paper's effect here | seeds for it | "
+             "observed effect | seeds for it |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        digits = DIGITS.get(r["metric"].partition("@")[0], 4) + 1
+        paper = f"{r['paper effect here']:+.{digits}f}" if np.isfinite(r["paper effect here"]) else "–"
+        lines.append(f"| {r['comparison']} | {r['metric']} | {r['design']} | {r['seeds now']} | "
+                     f"{r['spread']:.{digits}f} | {paper} | "
+                     f"{_seeds_text(r['seeds for the paper effect']) if paper != '–' else '–'} | "
+                     f"{r['observed effect']:+.{digits}f} | {_seeds_text(r['seeds for the observed effect'])} |")
+    return "\n".join(lines) + "\n"
+
+
+COST_WORDS = {"params": "parameters", "size_bytes": "size (fp32 weights)",
+              "macs": "multiply-accumulates (MACs) of one forward pass (10 observed, 10 predicted frames)",
+              "flops": "FLOPs of one forward pass (2 per multiply-accumulate)",
+              "macs_per_step": "MACs per step (one 3-frame window)"}
+
 
 def wall_time_text(by_hardware: dict[str, tuple[int, float]]) -> str:
     """'CPU (…) 41.0 min over 3 runs; NVIDIA H200 4.2 min over 2 runs'."""
     return "; ".join(f"{h} {s / 60:.1f} min over {n} run{'s' * (n != 1)}"
                      for h, (n, s) in by_hardware.items()) or "–"
+
 
 def _shown_path(path: Path) -> str:
     """``path`` relative to the project directory when inside it, so reports do not depend on
@@ -56,6 +104,7 @@ def _shown_path(path: Path) -> str:
     except ValueError:
         return str(path)
 
+
 def to_markdown(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -63,9 +112,11 @@ def to_markdown(df: pd.DataFrame) -> str:
         lines.append("| " + " | ".join("" if pd.isna(r[c]) else str(r[c]) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
+
 def reports_dir(out: str | os.PathLike | None = None) -> Path:
     """``out``, else ``$VPSTUDY_REPORTS``, else ``reports/`` in the project directory."""
     return Path(out or os.environ.get(REPORTS_ENV) or runs.project_dir() / "reports")
+
 
 def embed_images(markdown: str, base: Path) -> str:
     """``markdown`` with each ``![caption](relative.png)`` replaced by an inline data URI, so it
@@ -83,6 +134,7 @@ def embed_images(markdown: str, base: Path) -> str:
 
     return re.sub(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)", inline, markdown)
 
+
 def _how_to_run(study: dict, table: str) -> str:
     dataset = study.get("tables", {}).get(table, {}).get("dataset", "mmnist")
     if dataset == "mmnist":
@@ -90,6 +142,7 @@ def _how_to_run(study: dict, table: str) -> str:
     env = {"kth": "VPSTUDY_KTH_DIR", "bair": "VPSTUDY_BAIR_DIR"}.get(dataset, "")
     return (f"Put the {dataset.upper()} data where `${env}` points (see README, Data), then "
             f"`python -m vpstudy study {study['name']} --only '{table}'`.")
+
 
 def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> Path:
     """Write every study's tables and figures under ``out`` and an index ``out/README.md``."""
@@ -136,19 +189,29 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                                                 + (f"\nEfficiency\n\n{cost_text}" if cost_text else ""))
                 md += [f"### {table}: {info['caption']}", "", text]
                 if cost_text:
-                    md += [f"{table}, efficiency (parameters, size and multiply-accumulates of one "
-                           f"forward pass at the frame size trained here; MACs per step: one "
-                           f"3-frame window):", "", cost_text]
+                    words = [COST_WORDS.get(c, c) for c in load_study(name)["tables"][table].get("efficiency", [])]
+                    md += [f"{table}, efficiency at the frame size trained here: {'; '.join(words)}:",
+                           "", cost_text]
                 md += [
                        f"Runs: {info['runs']} (seeds {info['seeds']}); profile `{profile}`; hardware: "
                        f"{', '.join(info['hardware']) or '–'}; data: {'; '.join(info['data_source']) or '–'}; "
                        f"code: {', '.join(info['commits']) or '–'}; wall time (training and test) "
                        f"by machine: {wall_time_text(info['wall_time_by_hardware'])}.", ""]
                 if info["comparisons"]:
-                    md += [f"**{table}: comparisons over seeds** (Welch's 95% interval of the "
-                           f"difference row − reference; *detected* when it excludes 0)", "",
+                    family = info["comparisons"][0]["family_size"]
+                    md += [f"**{table}: comparisons over seeds** (difference row − reference with its "
+                           f"95% interval: paired over the seeds both rows have, else Welch's; pooled: "
+                           f"the table's additive config + seed model; *detected* when Holm's adjusted "
+                           f"p over the study's {family} tested comparisons is below 0.05; *confounded* "
+                           f"when the arms differ in device, precision, torch or code version)", "",
                            comparisons_markdown(info["comparisons"]), "Verdicts:", ""]
                     md += [f"- {c['verdict']}" for c in info["comparisons"]] + [""]
+                if info["seeds_needed"]:
+                    md += [f"**{table}: seeds needed** (per arm, to detect the effect with 80% power "
+                           f"at the unadjusted 5% level, from this design's spread: the sd of the "
+                           f"seed-wise differences when paired; the paper's effect here is its "
+                           f"relative change times our reference mean)", "",
+                           seeds_needed_markdown(info["seeds_needed"])]
             for caption, path in study_figures(name, profile, by_id, sub):
                 md += [f"**{caption}** (profile `{profile}`)", "",
                        f"![{caption}]({path.relative_to(out).as_posix()})", ""]

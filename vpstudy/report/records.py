@@ -1,8 +1,13 @@
-"""Reading the run records the report is made from: completed records by run id, and one
-metric of a record ("mse" on the main test set, "mse@3" on the 3-digit one).
+"""Reading the run records the report is made from: completed records by run id, one metric
+of a record ("mse" on the main test set, "mse@3" on the 3-digit one), and what a record's
+numbers depend on besides its config (`design_class`: device, precision, torch, code version),
+from which `confounds` says whether two arms of a comparison are comparable.
 """
 
 from __future__ import annotations
+
+import functools
+import subprocess
 
 import numpy as np
 
@@ -44,3 +49,89 @@ def metric_of(rec: dict, metric: str) -> float | None:
 
 def metric_values(recs: list[dict], metric: str) -> list[float]:
     return [v for v in (metric_of(r, metric) for r in recs) if v is not None]
+
+
+# ---------------------------------------------------------------- what an arm's numbers depend on
+
+# Commits after which a model computes different numbers from the same seed (same parameters,
+# other rounding), with what changed. A record's code version for its model is the number of
+# these changes its commit contains (`git merge-base --is-ancestor`).
+NUMERICS_CHANGES: dict[str, list[tuple[str, str]]] = {
+    "gsta": [("56fcafd", "depthwise convolutions in fp32 on CPUs, padding-only taps skipped")],
+    "gsta-l": [("56fcafd", "depthwise convolutions in fp32 on CPUs, padding-only taps skipped")],
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _contains(commit: str, change: str) -> bool | None:
+    """Does ``commit`` contain ``change``? None when git cannot tell (no checkout, unknown commit)."""
+    try:
+        done = subprocess.run(["git", "merge-base", "--is-ancestor", change, commit],
+                              cwd=runs.project_dir(), capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {0: True, 1: False}.get(done.returncode)
+
+
+def code_version(rec: dict) -> str:
+    """The version of the code that computes a record's model's numbers: 'gsta v1' (changes of
+    NUMERICS_CHANGES contained), 'uncommitted tree' (a ``+dirty`` commit: anything may differ)
+    or 'gsta (unknown commit)' when git cannot resolve the commit."""
+    model = rec["config"]["model"]
+    commit = (rec.get("provenance") or {}).get("git_commit") or ""
+    if commit.endswith("+dirty"):
+        return "uncommitted tree"
+    changes = NUMERICS_CHANGES.get(model, [])
+    if not changes:
+        return f"{model} v0"
+    contained = [_contains(commit, c) for c, _ in changes] if commit else [None]
+    if None in contained:
+        return f"{model} (unknown commit)"
+    return f"{model} v{sum(contained)}"
+
+
+def design_class(rec: dict) -> dict[str, str]:
+    """What a record's numbers depend on besides its config: device class, precision, the
+    torch version (major.minor) and the model's code version."""
+    prov = rec.get("provenance") or {}
+    torch_version = ".".join((prov.get("torch_version") or "?").split("+")[0].split(".")[:2])
+    return {"device": (prov.get("hardware") or {}).get("device", "?"),
+            "precision": prov.get("precision", "?"), "torch": torch_version,
+            "code": code_version(rec)}
+
+
+def design_text(recs: list[dict]) -> str:
+    """The design classes of a row's records: 'cpu, fp32, torch 2.13, crevnet v0' (one line
+    per distinct class, with its seeds, when a row mixes several)."""
+    classes: dict[tuple, list[int]] = {}
+    for r in recs:
+        c = design_class(r)
+        classes.setdefault((c["device"], c["precision"], f"torch {c['torch']}", c["code"]), []).append(
+            r["config"]["seed"])
+    if len(classes) == 1:
+        return ", ".join(next(iter(classes)))
+    return "; ".join(f"{', '.join(k)} (seeds {', '.join(map(str, sorted(s)))})" for k, s in classes.items())
+
+
+def confounds(row: list[dict], reference: list[dict]) -> str | None:
+    """What the arms of a comparison differ in besides their configs, or None when nothing:
+    records of an uncommitted tree (their code is unknowable), a row mixing device classes,
+    precisions, torch versions or code versions, or two arms that differ in one of them (the
+    code version only where both arms run the same model). Records whose commit git cannot
+    resolve (no checkout) read '(unknown commit)' and are compared as one version."""
+    found = []
+    for name, recs in (("row", row), ("reference", reference)):
+        if any(design_class(r)["code"] == "uncommitted tree" for r in recs):
+            found.append(f"the {name} has records of an uncommitted tree")
+        for key in ("device", "precision", "torch", "code"):
+            seen = sorted({design_class(r)[key] for r in recs})
+            if len(seen) > 1:
+                found.append(f"the {name} mixes {key} {' and '.join(seen)}")
+    if found:
+        return "; ".join(found)
+    a, b = design_class(row[0]), design_class(reference[0])
+    same_model = row[0]["config"]["model"] == reference[0]["config"]["model"]
+    for key in ("device", "precision", "torch") + (("code",) if same_model else ()):
+        if a[key] != b[key]:
+            found.append(f"{key} {a[key]} vs {b[key]}")
+    return "; ".join(found) or None

@@ -18,8 +18,8 @@ import pandas as pd
 
 from vpstudy import runs
 from vpstudy.config import make_config
-from vpstudy.report.comparisons import table_comparisons
-from vpstudy.report.records import DIGITS, mean_std_text, metric_values
+from vpstudy.report.comparisons import adjust_for_multiplicity, seeds_needed_rows, table_comparisons
+from vpstudy.report.records import DIGITS, design_text, mean_std_text, metric_values
 from vpstudy.study import StudyRun, load_study, profile_only_rows, profile_params, study_runs
 
 WHY_DIFFERS = "why ours differs from the paper"   # efficiency column: the registry's paper_note
@@ -32,10 +32,12 @@ def settings_text(cfg: dict) -> str:
     return (f"{cfg['epochs']} ep × {cfg['sequences_per_epoch']:,} seq = {steps:,} steps at bs "
             f"{cfg['batch_size']}, {frame}×{frame} px, lr {cfg['lr']:g}")
 
+
 def _column_cell(col: str, run: StudyRun, paper_params: dict) -> str:
     """A setting column: the value run here, and the paper's where the profile changed it."""
     here, paper = run.params.get(col, ""), paper_params.get(col, "")
     return f"paper {paper} / here {here}" if paper != "" and paper != here else str(here)
+
 
 def _missing_text(name: str, profile: str, table: str, row: str, dataset: str) -> str:
     only = profile_only_rows(name, profile).get((table, row))
@@ -44,6 +46,7 @@ def _missing_text(name: str, profile: str, table: str, row: str, dataset: str) -
     if dataset != "mmnist":
         return f"not run ({dataset} data absent)"
     return "not run"
+
 
 def baseline_check(recs: list[dict], baselines: dict[str, list[dict]], max_black_ratio: float = 0.6
                    ) -> str:
@@ -64,6 +67,37 @@ def baseline_check(recs: list[dict], baselines: dict[str, list[dict]], max_black
             failures.append(f"seed {seed}: SSIM {t['ssim']:.3f} ≤ a baseline's {max(b['ssim'], l_['ssim']):.3f}")
     return f"✓ {len(recs)}/{len(recs)}" if not failures else "✗ " + "; ".join(failures)
 
+
+def frames_behind(recs: list[dict], baselines: dict[str, list[dict]]) -> str:
+    """The predicted frames at which a trained row's mean over seeds is worse than a baseline's
+    (per frame, MSE and SSIM), e.g. 'SSIM: t = 16-20 behind all-black'; '' when none."""
+    if not recs or not recs[0].get("history"):
+        return ""
+    first = recs[0]["config"]["in_frames"] + 1
+    found = []
+    for metric, lower in (("mse", True), ("ssim", False)):
+        ours = np.mean([r["test"]["per_frame"][metric] for r in recs], axis=0)
+        for name in ("all-black", "last-frame"):
+            if not baselines.get(name):
+                continue
+            theirs = np.asarray(baselines[name][0]["test"]["per_frame"][metric])
+            behind = np.flatnonzero(ours >= theirs if lower else ours <= theirs)
+            if len(behind):
+                found.append(f"{metric.upper()}: t = {_frame_ranges(behind + first)} behind {name}")
+    return "; ".join(found)
+
+
+def _frame_ranges(frames) -> str:
+    """[16, 17, 18, 20] -> '16-18, 20'."""
+    spans: list[list[int]] = []
+    for t in map(int, frames):
+        if spans and t == spans[-1][1] + 1:
+            spans[-1][1] = t
+        else:
+            spans.append([t, t])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans)
+
+
 def _comparisons(spec: dict, rows: list[str]) -> list[tuple[str, str]]:
     """The (row, reference row) pairs a table compares: ``compare = [[row, ref], ...]`` or
     ``reference = "row"`` (every other row of the table against it)."""
@@ -73,6 +107,7 @@ def _comparisons(spec: dict, rows: list[str]) -> list[tuple[str, str]]:
         pairs += [(r, ref) for r in rows if r != ref]
     return pairs
 
+
 def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int = 10
                  ) -> dict[str, tuple[pd.DataFrame, dict]]:
     """``{table: (DataFrame, info)}`` for one study at one profile, from the records present.
@@ -81,7 +116,9 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
     scale (another frame size, far fewer steps) absolute differences to the paper mean nothing:
     each row shows its change against the table's reference row, ours beside the paper's, in %.
     ``info["comparisons"]`` holds, for each compared pair and metric, the difference over seeds
-    with its 95% interval (Welch) and a verdict sentence.
+    with its paired (else Welch) and pooled 95% intervals, its Holm-adjusted p-value over the
+    study's comparisons and a verdict sentence; ``info["seeds_needed"]`` how many seeds each
+    would need (`vpstudy.report.comparisons`).
     """
     study = load_study(name)
     groups: dict[tuple[str, str], list[StudyRun]] = defaultdict(list)
@@ -104,6 +141,7 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
         for row, ref in pairs:
             reference_of.setdefault(row, ref)
         referenced = {ref for _, ref in pairs} - set(reference_of)
+        several_refs = len(set(reference_of.values())) > 1     # name each row's reference then
         rows, used, efficiency = [], [], []
         paper_cost_cols = [c for c in spec.get("efficiency", [])     # a paper column if any row has it
                            if any(c in entries[k].get("paper", {}) for k in keys)]
@@ -134,7 +172,8 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                     p_ref = entries[ref_key].get("paper", {}).get(m)
                     ours = f"{mean / np.mean(ref_vals) - 1:+.1%}" if vals and ref_vals else "–"
                     theirs = f"{p / p_ref - 1:+.1%}" if p is not None and p_ref else "–"
-                    line[f"vs ref {m}: ours / paper"] = f"{ours} / {theirs}"
+                    line[f"vs ref {m}: ours / paper"] = f"{ours} / {theirs}" + (
+                        f" (vs {ref_key[1]})" if several_refs else "")
             if spec.get("efficiency") and key[0] != "Baseline":
                 efficiency.append(_efficiency_row(study, entry, recs, spec["efficiency"],
                                                   paper_cost_cols, dataset))
@@ -145,9 +184,11 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                 line["evaluation"] = (f"best of {sampled[0]['samples']} samples per sequence; prior mean: "
                                       + ", ".join(f"{m} {pm[m]:.{DIGITS.get(m, 4)}f}"
                                                   for m in metrics if m in pm))
+            trained = bool(recs and recs[0].get("history"))
             if key[0] != "Baseline":
                 line["beats both baselines"] = baseline_check(recs, baselines)
-            trained = bool(recs and recs[0].get("history"))
+                line["frames behind a baseline"] = frames_behind(recs, baselines) if trained else ""
+                line["trained on"] = design_text(recs) if trained else ""
             line["settings"] = settings_text(recs[0]["config"]) if trained else (
                 "no training" if recs else "")
             rows.append(line)
@@ -163,7 +204,13 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
             cost = cost.drop(columns=WHY_DIFFERS)
         info["efficiency"] = cost
         tables[table] = (pd.DataFrame(rows), info)
+    family = [c for _, info in tables.values() for c in info["comparisons"]]
+    adjust_for_multiplicity(family)                 # Holm over the study's comparisons
+    needed = seeds_needed_rows(family)
+    for table, (_, info) in tables.items():
+        info["seeds_needed"] = [r for r in needed if r["table"] == table]
     return tables
+
 
 def _efficiency_row(study: dict, entry: dict, recs: list[dict], columns: list[str],
                     paper_columns: list[str], dataset: str) -> dict[str, str]:
@@ -180,12 +227,14 @@ def _efficiency_row(study: dict, entry: dict, recs: list[dict], columns: list[st
     cost[WHY_DIFFERS] = _registry_info(entry.get("model"), dataset).get("paper_note", "")
     return cost
 
+
 def _params_at_paper_settings(study: dict, entry: dict) -> int:
     """Parameters of a row's model built as its paper-profile config would build it."""
     from vpstudy.train import build_run_model  # torch: only for rows without a record
 
     model = build_run_model(make_config(**profile_params(study, entry, "paper")))
     return sum(p.numel() for p in model.parameters())
+
 
 def _registry_info(model: str | None, dataset: str) -> dict[str, Any]:
     """The registry's info for the model a row builds: its dataset preset (``sepcrev-bair``)
@@ -195,6 +244,7 @@ def _registry_info(model: str | None, dataset: str) -> dict[str, Any]:
     names = list_models()
     name = next((n for n in (f"{model}-{dataset}", model) if n in names), None)
     return model_info(name) if name else {}
+
 
 def _efficiency_cell(recs: list[dict], key: str) -> str:
     if not recs:
@@ -210,6 +260,7 @@ def _efficiency_cell(recs: list[dict], key: str) -> str:
         return f"{v / 1e9:.3f}G"
     return str(v)
 
+
 def _provenance_summary(recs: list[dict], profile: str) -> dict[str, Any]:
     prov = [r.get("provenance", {}) for r in recs]
     hw = sorted({(p.get("hardware") or {}).get("name", "?") for p in prov})
@@ -222,6 +273,7 @@ def _provenance_summary(recs: list[dict], profile: str) -> dict[str, Any]:
     return {"profile": profile, "runs": len(recs), "hardware": hw, "data_source": src,
             "commits": commits, "seeds": seeds,
             "wall_time_by_hardware": {h: (len(w), sum(w)) for h, w in sorted(by_hw.items())}}
+
 
 def overview(root: str | os.PathLike | None = None) -> pd.DataFrame:
     """One short row per completed run: what it is (model and the settings that differ between
