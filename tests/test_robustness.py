@@ -200,6 +200,52 @@ def test_any_error_during_training_marks_the_record_failed(tmp_path, monkeypatch
     assert not (_run_dir(tmp_path, cfg).path / "lock").exists()
 
 
+def test_ctrl_c_marks_the_record_interrupted_not_failed(tmp_path, monkeypatch):
+    import vpstudy.train as T
+
+    def pressed(cfg, data, epoch, ranks=None):
+        raise KeyboardInterrupt
+        yield
+    monkeypatch.setattr(T, "train_batches", pressed)
+    cfg = make_config("smoke", **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path, progress=False, log=None)
+    rec = _run_dir(tmp_path, cfg).load()
+    assert (rec["status"], rec["error"]) == ("interrupted", "KeyboardInterrupt")
+    assert not (_run_dir(tmp_path, cfg).path / "lock").exists()
+
+
+def test_sigterm_marks_the_run_interrupted_releases_the_lock_and_the_run_resumes(tmp_path):
+    """What Slurm, Kubernetes and `timeout` send: one line, exit 143, and the same command
+    resumes the run from its last epoch checkpoint."""
+    import signal
+    import time
+
+    flags = [*TINY_FLAGS, "--epochs", "30", "--runs", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "vpstudy", "train", *flags], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cfg = make_config("smoke", **{**TINY, "epochs": 30})
+    rd = _run_dir(tmp_path, cfg)
+    deadline = time.time() + 120
+    while not rd.checkpoint_path.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("interrupted (stopped by SIGTERM); a run in progress")
+    assert "Traceback" not in err
+    rec = rd.load()
+    assert (rec["status"], rec["error"]) == ("interrupted", "RunInterrupted: stopped by SIGTERM")
+    assert not (rd.path / "lock").exists() and len(rec["history"]) >= 1
+    again = subprocess.run([sys.executable, "-m", "vpstudy", "train", *flags], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming run {rd.id} after epoch" in again.stdout + again.stderr
+    assert rd.load()["status"] == "completed"
+
+
 # ---------------------------------------------------------------- 6. one-line errors, exit 2
 
 

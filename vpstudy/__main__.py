@@ -13,7 +13,7 @@ from typing import Sequence
 
 from vpstudy.cli_args import add_config_flags, config_from_args
 from vpstudy.config import make_config
-from vpstudy.runs import RunError
+from vpstudy.runs import INTERRUPTS, RunError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -161,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except INTERRUPTS as e:                   # Ctrl-C or SIGTERM: one line, not a traceback
+        how = "Ctrl-C" if isinstance(e, KeyboardInterrupt) else str(e)
+        print(f"interrupted ({how}); a run in progress is marked interrupted and resumes from its "
+              f"last epoch checkpoint when the same command runs again", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 143
 
 
 if __name__ == "__main__":

@@ -122,6 +122,15 @@ class RunsRootError(ValueError):
     """The runs root is missing, not a directory, not writable, or holds no records."""
 
 
+class RunInterrupted(BaseException):
+    """SIGTERM stopped a run (what Slurm, Kubernetes, torchrun and ``timeout`` send); like
+    KeyboardInterrupt (Ctrl-C, SIGINT) it marks the record ``interrupted``, releases the lock
+    and propagates. A BaseException, so that no ``except Exception`` swallows it."""
+
+
+INTERRUPTS = (KeyboardInterrupt, RunInterrupted)
+
+
 class UnreadableRecord(UserWarning):
     """A run record was skipped because it cannot be read."""
 
@@ -379,17 +388,22 @@ class _Lock:
 
 @contextmanager
 def failures_recorded(rd: RunDir, config: dict[str, Any] | None = None) -> Iterator[None]:
-    """Mark ``rd``'s record ``failed`` with the error if the block raises, then re-raise, so a
-    dead run is never mistaken for a live one (a completed record is left as it is)."""
+    """Mark ``rd``'s record ``failed`` with the error if the block raises (``interrupted`` when
+    a signal or Ctrl-C stopped it: the next run resumes), then re-raise, so a dead run is never
+    mistaken for a live one (a completed record is left as it is)."""
     try:
         yield
+    except INTERRUPTS as e:
+        mark_failed(rd, f"{type(e).__name__}: {e}".rstrip(": "), config, status="interrupted")
+        raise
     except BaseException as e:
         mark_failed(rd, f"{type(e).__name__}: {e}", config)
         raise
 
 
-def mark_failed(rd: RunDir, error: str, config: dict[str, Any] | None = None) -> None:
-    """Set ``rd``'s record to ``failed`` with ``error`` (writing a minimal one if there is none);
+def mark_failed(rd: RunDir, error: str, config: dict[str, Any] | None = None, status: str = "failed") -> None:
+    """Set ``rd``'s record to ``status`` (``failed`` or ``interrupted``) with ``error`` (writing a
+    minimal one if there is none);
     an unreadable record is left for the user to inspect, and a run that another live process
     holds the lock of is not ours to mark (it is training there)."""
     if rd.lock().held_by_another():
@@ -400,7 +414,7 @@ def mark_failed(rd: RunDir, error: str, config: dict[str, Any] | None = None) ->
         return
     if rec.get("status") == "completed":
         return
-    rec.update(status="failed", error=error)
+    rec.update(status=status, error=error)
     if isinstance(rec.get("provenance"), dict):
         rec["provenance"]["end_time"] = now()
     rd.save(rec)

@@ -31,10 +31,12 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -148,6 +150,25 @@ class Loop:
     progress: bool = True
 
 
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """While training, SIGTERM raises `runs.RunInterrupted` (as SIGINT raises KeyboardInterrupt),
+    so the record is marked ``interrupted``, the lock released and the run resumes next time.
+    Only in the main thread (where Python delivers signals); the old handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise runs.RunInterrupted(f"stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = False,
           progress: bool = True, log: Callable[[str], None] | None = print,
           data_parallel: bool = True, _stop_after_epoch: int | None = None) -> dict[str, Any]:
@@ -190,7 +211,7 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
 
     distributed.barrier(ranks)                # rank 0 has moved a forced run aside
     main_only = contextlib.nullcontext
-    with (rd.lock() if ranks.main else main_only()), \
+    with stop_on_sigterm(), (rd.lock() if ranks.main else main_only()), \
             (runs.failures_recorded(rd, cfg.to_dict()) if ranks.main else main_only()):
         if rd.status() == "completed":        # finished by another process meanwhile
             return {**rd.load(), "_dir": str(rd.path)}
