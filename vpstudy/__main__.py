@@ -59,9 +59,14 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from vpstudy.report import build_report
+    from vpstudy import runs
+    from vpstudy.report import build_report, records_by_id
 
-    build_report(args.runs, args.out)
+    readme = build_report(args.runs, args.out)
+    out = readme.parent                       # STUDY/PROFILE/*.md and *.png, and the cross-study figure
+    tables, figures = len(list(out.glob("*/*/*.md"))), len([*out.glob("*/*/*.png"), *out.glob("*.png")])
+    print(f"wrote {readme} ({tables} tables, {figures} figures) "
+          f"from {len(records_by_id(args.runs))} completed run records in {runs.runs_root(args.runs)}")
     return 0
 
 
@@ -91,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one model and write its run record")
     add_config_flags(t)
-    t.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
+    t.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS, else ./runs-scratch, "
+                   "which git ignores; a config the study recorded in ./runs is loaded from there)")
     t.add_argument("--force", action="store_true", help="re-run even if this config already completed "
                    "(the old run directory is moved aside, not overwritten)")
     t.add_argument("--json", action="store_true", help="print the run record as JSON on the last line")
@@ -113,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=1, help="runs at once")
     s.add_argument("--threads", type=int, default=None,
                    help="torch threads per run (default: this machine's cores / jobs)")
-    s.add_argument("--runs", default=None)
+    s.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
     s.add_argument("--only", default=None, help="only runs whose table matches, e.g. 'Table 1'")
     s.add_argument("--executor", default="notebook", choices=["notebook", "command"],
                    help="notebook: papermill (default); command: `vpstudy train` (no Jupyter needed)")
@@ -123,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_study)
 
     r = sub.add_parser("report", help="regenerate reports/ from the run records")
-    r.add_argument("--runs", default=None)
+    r.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
     r.add_argument("--out", default=None, help="output folder (default: $VPSTUDY_REPORTS or ./reports)")
     r.set_defaults(func=cmd_report)
 

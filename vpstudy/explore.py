@@ -63,7 +63,7 @@ def available_runs(root=None) -> list[RunChoice]:
     """Every completed run: live where it has a checkpoint or no parameters, else from the
     predictions recorded in its ``samples.npz`` (skipped if that file is missing too)."""
     found = []
-    for rec in runs.load_records(root, "completed"):
+    for rec in (r for base in runs.default_roots(root) for r in runs.load_records(base, "completed")):
         path = Path(rec["_dir"])
         live = (path / runs.CHECKPOINT).exists() or not rec.get("efficiency", {}).get("params", 1)
         if live or (path / runs.SAMPLES).exists():

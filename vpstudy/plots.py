@@ -91,6 +91,8 @@ def learning_curves(records: Sequence[dict], labels: Sequence[str] | None = None
     axes[0].set(title="training loss / its first-epoch value", xlabel="epoch", yscale="log")
     axes[1].set(title="validation MSE per frame ↓", xlabel="epoch")
     axes[2].set(title="validation SSIM ↑", xlabel="epoch")
+    for ax in axes:                           # whole epochs, even for a one-epoch run
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig

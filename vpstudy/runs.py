@@ -51,8 +51,41 @@ def project_dir() -> Path:
 
 
 def runs_root(root: str | os.PathLike | None = None) -> Path:
-    """The runs root: ``root``, else ``$VPSTUDY_RUNS``, else ``runs/`` in the project directory."""
+    """The study's runs root: ``root``, else ``$VPSTUDY_RUNS``, else ``runs/`` in the project
+    directory (the committed records: what `vpstudy study` writes, the report and explorer read)."""
     return Path(root or os.environ.get(RUNS_ENV) or project_dir() / "runs")
+
+
+SCRATCH = "runs-scratch"   # ad-hoc runs (git-ignored), so that trying things leaves runs/ alone
+
+
+def adhoc_runs_root(root: str | os.PathLike | None = None) -> Path:
+    """Where a run started by hand (``vpstudy train``, the ablation notebook) writes: ``root``,
+    else ``$VPSTUDY_RUNS``, else ``runs-scratch/`` in the project directory (git ignores it)."""
+    return Path(root or os.environ.get(RUNS_ENV) or project_dir() / SCRATCH)
+
+
+def study_record(rid: str, root: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The completed record of run ``rid`` among the study's records, when a run started by hand
+    (no ``root``, no ``$VPSTUDY_RUNS``) asks for a config the study has already recorded."""
+    if root or os.environ.get(RUNS_ENV):
+        return None
+    rd = RunDir(runs_root() / rid)
+    try:
+        if rd.exists() and rd.status() == "completed":
+            return {**rd.load(), "_dir": str(rd.path)}
+    except CorruptRecord:
+        return None
+    return None
+
+
+def default_roots(root: str | os.PathLike | None = None) -> list[Path]:
+    """The runs roots a reader shows: ``root`` (or ``$VPSTUDY_RUNS``) alone, else the study's
+    ``runs/`` and the ad-hoc ``runs-scratch/`` when it exists."""
+    if root or os.environ.get(RUNS_ENV):
+        return [runs_root(root)]
+    scratch = adhoc_runs_root()
+    return [runs_root()] + ([scratch] if scratch.is_dir() else [])
 
 
 def json_dumps(obj: Any) -> str:
@@ -207,7 +240,8 @@ def hardware(device: str) -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
         info["cuda"] = torch.version.cuda
-    info["name"] = info.get("gpu") or f"CPU ({info['cpu']}, {info['cpu_threads']} threads)"
+    threads = info["cpu_threads"]
+    info["name"] = info.get("gpu") or f"CPU ({info['cpu']}, {threads} thread{'s' * (threads != 1)})"
     return info
 
 

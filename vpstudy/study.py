@@ -158,6 +158,11 @@ def unique_runs(rows: list[StudyRun]) -> list[StudyRun]:
     return list(seen.values())
 
 
+# The kernel's own log: its TCP-transport warning (local kernel, loopback only) and the
+# "KeyboardInterrupt caught" of a normal shutdown; cell errors still reach papermill.
+QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]
+
+
 def execute_notebook(run: StudyRun, root: Path, threads: int) -> Path:
     """Execute the ablation notebook for ``run``; the executed copy is kept in the run directory."""
     import papermill as pm
@@ -170,7 +175,8 @@ def execute_notebook(run: StudyRun, root: Path, threads: int) -> Path:
         params["extra_test_digits"] = ",".join(map(str, run.config.extra_test_digits))
     pm.execute_notebook(str(ABLATION_NOTEBOOK), str(out),
                         parameters={**params, "runs_root": str(root), "threads": threads or None},
-                        cwd=str(REPO), progress_bar=False, kernel_name="python3")
+                        cwd=str(REPO), progress_bar=False, kernel_name="python3",
+                        extra_arguments=QUIET_KERNEL)
     return out
 
 

@@ -44,7 +44,7 @@ def _missing_text(name: str, profile: str, table: str, row: str, dataset: str) -
     if only:
         return f"{'/'.join(only)} profile only"
     if dataset != "mmnist":
-        return f"not run ({dataset} data absent)"
+        return f"no {dataset.upper()} data here"
     return "not run"
 
 
@@ -261,15 +261,20 @@ def _efficiency_cell(recs: list[dict], key: str) -> str:
     return str(v)
 
 
+def _machine(prov: dict) -> str:
+    """A record's machine, as named in its provenance ('1 threads' in older records reads '1 thread')."""
+    return (prov.get("hardware") or {}).get("name", "?").replace(", 1 threads)", ", 1 thread)")
+
+
 def _provenance_summary(recs: list[dict], profile: str) -> dict[str, Any]:
     prov = [r.get("provenance", {}) for r in recs]
-    hw = sorted({(p.get("hardware") or {}).get("name", "?") for p in prov})
+    hw = sorted({_machine(p) for p in prov})
     src = sorted({p.get("data_source", "?") for p in prov})
     commits = sorted({(p.get("git_commit") or "?")[:12] for p in prov})
     seeds = sorted({r["config"]["seed"] for r in recs})
     by_hw: dict[str, list[float]] = {}                # wall time means something per machine
     for p in prov:
-        by_hw.setdefault((p.get("hardware") or {}).get("name", "?"), []).append(p.get("wall_time_s") or 0)
+        by_hw.setdefault(_machine(p), []).append(p.get("wall_time_s") or 0)
     return {"profile": profile, "runs": len(recs), "hardware": hw, "data_source": src,
             "commits": commits, "seeds": seeds,
             "wall_time_by_hardware": {h: (len(w), sum(w)) for h, w in sorted(by_hw.items())}}
