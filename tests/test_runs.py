@@ -48,15 +48,16 @@ def test_move_aside_never_overwrites(tmp_path):
 
 def test_load_runs_dataframe(tmp_path):
     for i, l2 in enumerate([0.0, 0.1]):
-        rd = runs.RunDir(tmp_path / f"r{i}")
-        rd.save({"id": f"r{i}", "status": "completed", "config": {"model": "gsta", "lambda2": l2},
+        cfg = make_config("smoke", lambda2=l2)
+        rid = runs.run_id(cfg.identity())
+        rd = runs.RunDir(tmp_path / rid)
+        rd.save({"id": rid, "status": "completed", "config": cfg.to_dict(),
                  "test": {"mse": 40.0 + i, "ssim": 0.9, "per_frame": {"mse": [1, 2]}},
                  "efficiency": {"params": 6456065}, "provenance": {"wall_time_s": 3.0},
                  "history": [{}, {}]})
-    runs.RunDir(tmp_path / "failed").save({"id": "f", "status": "failed", "config": {"model": "gsta"}})
+    runs.RunDir(tmp_path / "failed").save({"id": "failed", "status": "failed", "config": {}})
     df = runs.load_runs(tmp_path)
-    assert list(df["lambda2"]) == [0.0, 0.1]
-    assert list(df["test_mse"]) == [40.0, 41.0]
+    assert sorted(zip(df["lambda2"], df["test_mse"])) == [(0.0, 40.0), (0.1, 41.0)]
     assert df["params"].tolist() == [6456065, 6456065]
     assert len(runs.load_runs(tmp_path, status=None)) == 3
 
@@ -82,3 +83,54 @@ def test_mark_failed_leaves_a_run_another_process_is_training(tmp_path, lock_hel
     with rd.lock():                                        # our own lock: our run to mark
         runs.mark_failed(rd, "ValueError: boom")
     assert rd.load()["status"] == "failed" and rd.load()["error"] == "ValueError: boom"
+
+
+def _completed(root, mse=20.0, **config):
+    cfg = make_config("smoke", **config)
+    rid = runs.run_id(cfg.identity())
+    rd = runs.RunDir(root / rid)
+    rd.save({"id": rid, "status": "completed", "config": cfg.to_dict(), "test": {"mse": mse}})
+    return rd
+
+
+def _published(root):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recs = runs.load_records(root)
+    return {r["id"]: r["test"]["mse"] for r in recs}, [str(w.message) for w in caught
+                                                      if issubclass(w.category, runs.RefusedRecord)]
+
+
+def test_records_carry_a_digest_and_edited_copied_or_linked_records_are_not_published(tmp_path):
+    import shutil
+
+    root = tmp_path / "runs"
+    rd = _completed(root)
+    other = _completed(root, lambda2=0.1)
+    stored = json.loads(rd.record_path.read_text())
+    assert stored["digest"] == runs.content_digest(stored)
+    assert _published(root) == ({rd.id: 20.0, other.id: 20.0}, [])
+    # an edited metric: the digest no longer matches
+    stored["test"]["mse"] = 12.35
+    rd.record_path.write_text(json.dumps(stored))
+    shown, refused = _published(root)
+    assert rd.id not in shown and other.id in shown
+    assert refused == [f"skipping run record {rd.record_path}: its content does not match its digest "
+                       f"(edited after the run wrote it)"]
+    # an edited config in a record without a digest (as older records are): it no longer hashes to its id
+    legacy = {k: v for k, v in json.loads(other.record_path.read_text()).items() if k != "digest"}
+    legacy["config"]["lr"] = 0.5
+    other.record_path.write_text(json.dumps(legacy))
+    assert any(f"{other.id}/record.json: its config does not hash to its id" in r for r in _published(root)[1])
+    # a copied directory with other numbers: the copy is refused, the original stays
+    fresh = _completed(root, lambda2=0.5)
+    shutil.copytree(fresh.path, root / f"{fresh.id}.bak")
+    shown, refused = _published(root)
+    assert fresh.id in shown and any(f"{fresh.id}.bak" in r and "not its directory's name" in r for r in refused)
+    # a link to a run directory outside the runs root
+    outside = _completed(tmp_path / "elsewhere", lambda1=0.5)
+    (root / outside.id).symlink_to(outside.path, target_is_directory=True)
+    shown, refused = _published(root)
+    assert outside.id not in shown and any("outside the runs root" in r for r in refused)

@@ -26,7 +26,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 # The choice fields' values live below config and the models (vpstudy/enums.py); re-exported here.
 from vpstudy.enums import (
@@ -72,6 +72,8 @@ def default_profile() -> str:
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run. Validated on construction."""
+
+    NOT_IDENTITY: ClassVar[tuple[str, ...]] = ("device", "compile")   # speed, not the result
 
     model: str = "gsta"
     activation: str = "gelu"          # MetaFormer MLP activation (SimVP gsta/poolformer)
@@ -162,7 +164,7 @@ class TrainConfig:
         ``device`` and ``compile`` change speed, not the result, so they are left out.
         """
         d = self.to_dict()
-        for k in ("device", "compile"):
+        for k in self.NOT_IDENTITY:
             d.pop(k)
         return d
 

@@ -164,6 +164,10 @@ class RunInterrupted(BaseException):
 INTERRUPTS = (KeyboardInterrupt, RunInterrupted)
 
 
+class RefusedRecord(UserWarning):
+    """A readable record that is not published: edited, copied or linked from outside the root."""
+
+
 class UnreadableRecord(UserWarning):
     """A run record was skipped because it cannot be read."""
 
@@ -309,7 +313,9 @@ class RunDir:
         return rec
 
     def save(self, record: dict[str, Any]) -> None:
-        atomic_write_json(self.record_path, record)
+        """Write the record with the digest of its content (`content_digest`), atomically."""
+        content = {k: v for k, v in record.items() if k not in ("digest", "_dir")}
+        atomic_write_json(self.record_path, {**content, "digest": content_digest(content)})
 
     def status(self) -> str | None:
         return self.load().get("status") if self.exists() else None
@@ -486,6 +492,40 @@ def existing_runs_root(root: str | os.PathLike | None = None) -> Path:
     return base
 
 
+def content_digest(record: dict[str, Any]) -> str:
+    """SHA-256 of a record's canonical JSON, without its ``digest`` (and the loader's ``_dir``)."""
+    content = {k: v for k, v in record.items() if k not in ("digest", "_dir")}
+    return hashlib.sha256(json_dumps(content).encode()).hexdigest()
+
+
+def config_run_id(config: dict[str, Any]) -> str:
+    """The run id a recorded config hashes to (as `TrainConfig.identity` would give it)."""
+    from vpstudy.config import RETIRED_FIELDS, TrainConfig
+
+    identity = {k: v for k, v in config.items()
+                if k not in TrainConfig.NOT_IDENTITY and not (k in RETIRED_FIELDS and not v)}
+    return run_id(identity)
+
+
+def refusal(rd: RunDir, rec: dict[str, Any], base: Path) -> str | None:
+    """Why a record must not be published, or None: content edited after it was written (its
+    digest), a config that does not hash to its id (edited), an id that is not its directory's
+    name (a copied or renamed directory) or a directory that resolves outside the runs root."""
+    if rd.path.is_symlink() and not rd.path.resolve().is_relative_to(base.resolve()):
+        return f"its directory is a link to {rd.path.resolve()}, outside the runs root {base}"
+    if "digest" in rec and rec["digest"] != content_digest(rec):
+        return "its content does not match its digest (edited after the run wrote it)"
+    if rec.get("id") != rd.path.name:
+        return f"its id {rec.get('id')!r} is not its directory's name (a copy or a renamed directory)"
+    if rec.get("config"):
+        try:
+            if config_run_id(rec["config"]) != rec["id"]:
+                return "its config does not hash to its id (the config was edited)"
+        except KeyError as e:
+            return f"its config lacks {e} (not written by a run)"
+    return None
+
+
 def iter_run_dirs(root: str | os.PathLike | None = None) -> Iterator[RunDir]:
     base = runs_root(root)
     if not base.is_dir():
@@ -498,15 +538,21 @@ def iter_run_dirs(root: str | os.PathLike | None = None) -> Iterator[RunDir]:
 def load_records(root: str | os.PathLike | None = None, status: str | None = "completed") -> list[dict]:
     """Every run record under ``root`` (only those with ``status``, unless None).
 
-    A record that cannot be read is skipped with a warning naming its file.
+    A record that cannot be read, or that `refusal` finds tampered with (edited, copied,
+    linked from outside the root), is skipped with a warning naming its file and why.
     """
     out = []
+    base = runs_root(root)
     for rd in iter_run_dirs(root):
         try:
             rec = rd.load()
         except (CorruptRecord, OSError) as e:
             warnings.warn(f"skipping unreadable run record {rd.record_path}: {e}", UnreadableRecord,
                           stacklevel=2)
+            continue
+        why = refusal(rd, rec, base)
+        if why:
+            warnings.warn(f"skipping run record {rd.record_path}: {why}", RefusedRecord, stacklevel=2)
             continue
         if status is None or rec.get("status") == status:
             rec["_dir"] = str(rd.path)
