@@ -183,36 +183,33 @@ def test_corrupt_record_is_skipped_by_reports_and_named_by_training(trained_runs
 # ---------------------------------------------------------------- 5. any failure marks the record
 
 
-def test_any_error_during_training_marks_the_record_failed(tmp_path, monkeypatch):
+def _train_raising(tmp_path, monkeypatch, error: BaseException) -> tuple[dict, runs.RunDir]:
+    """Train TINY with a training stream that raises ``error``; the record and run directory."""
     import vpstudy.train as T
 
-    def bad_image(cfg, data, epoch, ranks=None):
-        raise DataError("cannot read image file /data/bair/train/traj_7/0/3.png: truncated")
+    def raising(cfg, data, epoch, ranks=None):
+        raise error
         yield
-    monkeypatch.setattr(T, "train_batches", bad_image)
+    monkeypatch.setattr(T, "train_batches", raising)
     cfg = make_config("smoke", **TINY)
-    with pytest.raises(DataError):
+    with pytest.raises(type(error)):
         train(cfg, tmp_path, progress=False, log=None)
-    rec = _run_dir(tmp_path, cfg).load()
+    return _run_dir(tmp_path, cfg).load(), _run_dir(tmp_path, cfg)
+
+
+def test_any_error_during_training_marks_the_record_failed(tmp_path, monkeypatch):
+    rec, rd = _train_raising(tmp_path, monkeypatch,
+                             DataError("cannot read image file /data/bair/train/traj_7/0/3.png: truncated"))
     assert rec["status"] == "failed"
     assert rec["error"] == "DataError: cannot read image file /data/bair/train/traj_7/0/3.png: truncated"
     assert rec["provenance"]["end_time"]
-    assert not (_run_dir(tmp_path, cfg).path / "lock").exists()
+    assert not (rd.path / "lock").exists()
 
 
 def test_ctrl_c_marks_the_record_interrupted_not_failed(tmp_path, monkeypatch):
-    import vpstudy.train as T
-
-    def pressed(cfg, data, epoch, ranks=None):
-        raise KeyboardInterrupt
-        yield
-    monkeypatch.setattr(T, "train_batches", pressed)
-    cfg = make_config("smoke", **TINY)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path, progress=False, log=None)
-    rec = _run_dir(tmp_path, cfg).load()
+    rec, rd = _train_raising(tmp_path, monkeypatch, KeyboardInterrupt())
     assert (rec["status"], rec["error"]) == ("interrupted", "KeyboardInterrupt")
-    assert not (_run_dir(tmp_path, cfg).path / "lock").exists()
+    assert not (rd.path / "lock").exists()
 
 
 def test_sigterm_marks_the_run_interrupted_releases_the_lock_and_the_run_resumes(tmp_path):

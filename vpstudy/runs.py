@@ -50,10 +50,15 @@ def project_dir() -> Path:
     return REPO if (REPO / "pyproject.toml").exists() else Path.cwd()
 
 
+def _named_root(root: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The runs root the user named: ``root``, else ``$VPSTUDY_RUNS``, else None ("" is none)."""
+    return root or os.environ.get(RUNS_ENV) or None
+
+
 def runs_root(root: str | os.PathLike | None = None) -> Path:
     """The study's runs root: ``root``, else ``$VPSTUDY_RUNS``, else ``runs/`` in the project
     directory (the committed records: what `vpstudy study` writes, the report and explorer read)."""
-    return Path(root or os.environ.get(RUNS_ENV) or project_dir() / "runs")
+    return Path(_named_root(root) or project_dir() / "runs")
 
 
 SCRATCH = "runs-scratch"   # ad-hoc runs (git-ignored), so that trying things leaves runs/ alone
@@ -62,13 +67,13 @@ SCRATCH = "runs-scratch"   # ad-hoc runs (git-ignored), so that trying things le
 def adhoc_runs_root(root: str | os.PathLike | None = None) -> Path:
     """Where a run started by hand (``vpstudy train``, the ablation notebook) writes: ``root``,
     else ``$VPSTUDY_RUNS``, else ``runs-scratch/`` in the project directory (git ignores it)."""
-    return Path(root or os.environ.get(RUNS_ENV) or project_dir() / SCRATCH)
+    return Path(_named_root(root) or project_dir() / SCRATCH)
 
 
 def study_record(rid: str, root: str | os.PathLike | None = None) -> dict[str, Any] | None:
     """The completed record of run ``rid`` among the study's records, when a run started by hand
     (no ``root``, no ``$VPSTUDY_RUNS``) asks for a config the study has already recorded."""
-    if root or os.environ.get(RUNS_ENV):
+    if _named_root(root):
         return None
     rd = RunDir(runs_root() / rid)
     try:
@@ -82,7 +87,7 @@ def study_record(rid: str, root: str | os.PathLike | None = None) -> dict[str, A
 def default_roots(root: str | os.PathLike | None = None) -> list[Path]:
     """The runs roots a reader shows: ``root`` (or ``$VPSTUDY_RUNS``) alone, else the study's
     ``runs/`` and the ad-hoc ``runs-scratch/`` when it exists."""
-    if root or os.environ.get(RUNS_ENV):
+    if _named_root(root):
         return [runs_root(root)]
     scratch = adhoc_runs_root()
     return [runs_root()] + ([scratch] if scratch.is_dir() else [])

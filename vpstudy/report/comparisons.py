@@ -29,6 +29,7 @@ def table_comparisons(table: str, pairs: list[tuple[str, str]], recs_of: dict, e
     pooled differences, the paper's difference and what confounds the arms, if anything.
     Verdicts come with `adjust_for_multiplicity` (they need the whole study's family)."""
     trained = [k for k in recs_of if k[0] == table and recs_of[k] and recs_of[k][0].get("history")]
+    table_values = {m: {k[1]: _by_seed(recs_of[k], m) for k in trained} for m in metrics}   # pooled model
     comparisons = []
     for row, ref in pairs:
         a, b = recs_of.get((table, row), []), recs_of.get((table, ref), [])
@@ -41,7 +42,7 @@ def table_comparisons(table: str, pairs: list[tuple[str, str]], recs_of: dict, e
                 continue
             common = set(va) & set(vb)
             d = stats.paired(va, vb) if len(common) >= 2 else stats.compare(list(va.values()), list(vb.values()))
-            values = {k[1]: _by_seed(recs_of[k], m) for k in trained}
+            values = table_values[m]
             pooled = stats.pooled(values, row, ref) if row in values and ref in values else None
             pa = entries[(table, row)].get("paper", {}).get(m)
             pb = entries[(table, ref)].get("paper", {}).get(m)

@@ -31,6 +31,17 @@ def _final_val_mse(rec: dict) -> float:
     return float(hist[-1]["val"]["mse"]) if hist and "val" in hist[-1] else float("inf")
 
 
+def _lowest_validation(groups) -> dict[str, list[dict]]:
+    """Per model, the group of records (one config's seeds) with the lowest mean final
+    validation MSE, its records by seed; the first such group wins a tie."""
+    chosen: dict[str, tuple[float, list[dict]]] = {}
+    for recs in groups:
+        m, score = recs[0]["config"]["model"], float(np.mean([_final_val_mse(r) for r in recs]))
+        if m not in chosen or score < chosen[m][0]:
+            chosen[m] = (score, sorted(recs, key=lambda r: r["config"]["seed"]))
+    return {m: recs for m, (_, recs) in chosen.items()}
+
+
 def _models_of(table_rows: list[StudyRun], by_id: dict[str, dict]) -> dict[str, list[dict]]:
     """For each model of a table, every seed's record of one row: the row with the lowest mean
     final validation MSE over its seeds (e.g. Table 5's lambda2 0 or 0.1). Trained models first
@@ -40,12 +51,7 @@ def _models_of(table_rows: list[StudyRun], by_id: dict[str, dict]) -> dict[str, 
         rec = by_id.get(r.run_id)
         if rec is not None and rec not in rows[(r.table, r.row)]:
             rows[(r.table, r.row)].append(rec)
-    chosen: dict[str, list[dict]] = {}
-    for recs in rows.values():
-        m = recs[0]["config"]["model"]
-        score = float(np.mean([_final_val_mse(r) for r in recs]))
-        if m not in chosen or score < float(np.mean([_final_val_mse(r) for r in chosen[m]])):
-            chosen[m] = sorted(recs, key=lambda r: r["config"]["seed"])
+    chosen = _lowest_validation(rows.values())
     order = sorted(chosen, key=lambda m: (not chosen[m][0].get("history"), m))
     return {m: chosen[m] for m in order}
 
@@ -148,11 +154,7 @@ def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[
     for rec in sorted(recs, key=lambda r: (r["id"], r["config"]["seed"])):
         key = json.dumps({k: v for k, v in rec["config"].items() if k != "seed"}, sort_keys=True)
         by_config[key].append(rec)
-    best: dict[str, list[dict]] = {}                             # per model: lowest validation MSE
-    for seeds in by_config.values():
-        m, score = seeds[0]["config"]["model"], float(np.mean([_final_val_mse(r) for r in seeds]))
-        if m not in best or score < float(np.mean([_final_val_mse(r) for r in best[m]])):
-            best[m] = sorted(seeds, key=lambda r: r["config"]["seed"])
+    best = _lowest_validation(by_config.values())
     path = out / f"efficiency_{profile}.png"
     base = {}
     for rec in sorted(by_id.values(), key=lambda r: r["id"]):

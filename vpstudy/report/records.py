@@ -120,16 +120,17 @@ def confounds(row: list[dict], reference: list[dict]) -> str | None:
     code version only where both arms run the same model). Records whose commit git cannot
     resolve (no checkout) read '(unknown commit)' and are compared as one version."""
     found = []
-    for name, recs in (("row", row), ("reference", reference)):
-        if any(design_class(r)["code"] == "uncommitted tree" for r in recs):
+    classes = {"row": [design_class(r) for r in row], "reference": [design_class(r) for r in reference]}
+    for name, arm in classes.items():
+        if any(c["code"] == "uncommitted tree" for c in arm):
             found.append(f"the {name} has records of an uncommitted tree")
         for key in ("device", "precision", "torch", "code"):
-            seen = sorted({design_class(r)[key] for r in recs})
+            seen = sorted({c[key] for c in arm})
             if len(seen) > 1:
                 found.append(f"the {name} mixes {key} {' and '.join(seen)}")
     if found:
         return "; ".join(found)
-    a, b = design_class(row[0]), design_class(reference[0])
+    a, b = classes["row"][0], classes["reference"][0]
     same_model = row[0]["config"]["model"] == reference[0]["config"]["model"]
     for key in ("device", "precision", "torch") + (("code",) if same_model else ()):
         if a[key] != b[key]:
