@@ -165,3 +165,14 @@ def test_gsta_records_before_the_depthwise_change_are_another_code_version():
     assert (code_version(old), code_version(new)) == ("gsta v0", "gsta v1")
     assert confounds([old], [new]) == "code gsta v0 vs gsta v1"
     assert confounds([_record("poolformer", 0, 18.9, commit=parent)], [new]) is None   # other models
+
+
+def test_a_detected_difference_smaller_than_the_seed_spread_is_only_tentative():
+    """Pairing can resolve a 0.05 difference between rows whose seeds spread by 0.15; the
+    verdict must not present it as a finding."""
+    row, ref = {0: 19.60, 1: 19.75, 2: 19.90}, {0: 19.65, 1: 19.80, 2: 19.96}
+    d = paired(row, ref)
+    assert d.detected
+    text = verdict("x", "mse", d, holm_p=0.03, seed_sd=0.15)
+    assert "tentatively detected" in text and "seed-to-seed sd (0.15)" in text
+    assert "tentatively" not in verdict("x", "mse", d, holm_p=0.03, seed_sd=0.01)

@@ -209,12 +209,14 @@ DESIGN_TEXT = {"paired": "paired over {n} seeds", "welch": "Welch, seeds {a} vs 
 def verdict(label: str, metric: str, d: Difference, paper_diff: float | None = None,
             paper_reference: float | None = None, digits: int = 2, *,
             holm_p: float | None = None, secondary: Difference | None = None,
-            confounded: str | None = None) -> str:
+            confounded: str | None = None, seed_sd: float | None = None) -> str:
     """One sentence: what the paper found, what this run found, and what a referee may conclude.
 
     With ``holm_p`` the verdict is the multiplicity-adjusted one (detected when
     ``holm_p < 1 - level``); ``secondary`` (the pooled interval) is named beside the primary
-    one; ``confounded`` (what the arms differ in besides the row) stops any verdict."""
+    one; ``confounded`` (what the arms differ in besides the row) stops any verdict. A detected
+    difference smaller than ``seed_sd`` (the rows' seed-to-seed sd) is called tentative: the
+    pairing resolves it, but one more seed could move it by as much."""
     f = f"{{:+.{digits}f}}"
     parts = [f"**{label}** ({metric}):"]
     if paper_diff is not None:
@@ -239,7 +241,12 @@ def verdict(label: str, metric: str, d: Difference, paper_diff: float | None = N
         parts.append(f"{here}, {ci}{adjusted}: not detected; smallest detectable difference at "
                      f"{POWER:.0%} power ≈ {abs(d.detectable()):.{digits}f}.")
     else:
-        parts.append(f"{here}, {ci}{adjusted}: detected, {_better_or_worse(metric, d.diff)} than the reference.")
+        if seed_sd is not None and abs(d.diff) < seed_sd:
+            parts.append(f"{here}, {ci}{adjusted}: tentatively detected, {_better_or_worse(metric, d.diff)} "
+                         f"than the reference, but smaller than the rows' seed-to-seed sd "
+                         f"({seed_sd:.{digits}f}): not a finding until more seeds confirm it.")
+        else:
+            parts.append(f"{here}, {ci}{adjusted}: detected, {_better_or_worse(metric, d.diff)} than the reference.")
         if paper_diff is not None and paper_diff != 0 and (paper_diff > 0) != (d.diff > 0):
             parts.append("The direction disagrees with the paper's.")
     if holm_p is not None and d.detected and not detected:

@@ -14,6 +14,7 @@ else Welch's; the secondary one comes from the table's additive config + seed mo
 from __future__ import annotations
 
 import math
+from statistics import stdev
 
 from vpstudy import stats
 from vpstudy.report.records import DIGITS, confounds, metric_of
@@ -44,6 +45,7 @@ def table_comparisons(table: str, pairs: list[tuple[str, str]], recs_of: dict, e
             d = stats.paired(va, vb) if len(common) >= 2 else stats.compare(list(va.values()), list(vb.values()))
             values = table_values[m]
             pooled = stats.pooled(values, row, ref) if row in values and ref in values else None
+            sds = [stdev(v.values()) for v in (va, vb) if len(v) > 1]
             pa = entries[(table, row)].get("paper", {}).get(m)
             pb = entries[(table, ref)].get("paper", {}).get(m)
             comparisons.append({
@@ -52,7 +54,8 @@ def table_comparisons(table: str, pairs: list[tuple[str, str]], recs_of: dict, e
                 "detected": d.detected and not confounded, "seeds": (d.n_row, d.n_ref),
                 "design": d.design, "paper_diff": pa - pb if pa is not None and pb is not None else None,
                 "paper_reference": pb, "confounded": confounded, "holm_p": math.nan,
-                "detected_holm": False, "detectable": d.detectable()})
+                "detected_holm": False, "tentative": False, "detectable": d.detectable(),
+                "seed_sd": sum(sds) / len(sds) if sds else None})
     return comparisons
 
 
@@ -62,13 +65,14 @@ def adjust_for_multiplicity(comparisons: list[dict]) -> None:
     tested = [c for c in comparisons if not c["confounded"] and c["difference"].has_interval]
     for c, p in zip(tested, stats.holm([c["difference"].p for c in tested])):
         c["holm_p"], c["detected_holm"] = p, p < 1 - c["difference"].level
+        c["tentative"] = c["detected_holm"] and c["seed_sd"] is not None and abs(c["diff"]) < c["seed_sd"]
     for c in comparisons:
         c["family_size"] = len(tested)
         c["verdict"] = stats.verdict(
             f"{c['table']}: {c['row']} vs {c['reference']}", c["metric"], c["difference"],
             c["paper_diff"], c["paper_reference"], DIGITS.get(c["metric"].partition("@")[0], 4),
             holm_p=c["holm_p"] if math.isfinite(c["holm_p"]) else None, secondary=c["pooled"],
-            confounded=c["confounded"])
+            confounded=c["confounded"], seed_sd=c["seed_sd"])
 
 
 def seeds_needed_rows(comparisons: list[dict]) -> list[dict]:

@@ -55,7 +55,7 @@ def comparisons_markdown(comparisons: list[dict]) -> str:
         elif not d.has_interval:
             detected = "not testable"
         else:
-            detected = "yes" if c["detected_holm"] else "no"
+            detected = ("tentative: below the seed sd" if c["tentative"] else "yes") if c["detected_holm"] else "no"
         mdd = f"{abs(d.detectable()):.{digits}f}" if d.has_interval else "–"
         pd_ = "" if c["paper_diff"] is None else f.format(c["paper_diff"])
         lines.append(f"| {c['row']} vs {c['reference']} | {c['metric']} | {f.format(d.diff)} {ci} | {design} | "
