@@ -17,6 +17,7 @@ from vpstudy.metrics import (
     mae_per_frame,
     mse_per_frame,
     psnr_per_frame,
+    sharpness_per_frame,
     ssim_per_frame,
 )
 
@@ -181,13 +182,15 @@ def test_accumulator_over_batches_equals_single_batch():
 def test_compute_metrics_values_and_layout():
     pred, target = random_pair(6, shape=(3, 4, 1, 16, 16))
     result = compute_metrics(pred, target)
-    assert set(result) == {"mse", "mae", "ssim", "ssim_strict", "psnr", "per_frame", "num_sequences"}
-    assert set(result["per_frame"]) == {"mse", "mae", "ssim", "ssim_strict", "psnr"}
+    assert set(result) == {"mse", "mae", "ssim", "ssim_strict", "psnr", "sharpness", "per_frame",
+                           "num_sequences"}
+    assert set(result["per_frame"]) == {"mse", "mae", "ssim", "ssim_strict", "psnr", "sharpness"}
     assert all(len(values) == 4 for values in result["per_frame"].values())
     # overall = mean over sequences and frames of the per-frame functions
     assert result["mse"] == pytest.approx(mse_per_frame(pred, target).mean().item(), rel=1e-12)
     assert result["mae"] == pytest.approx(mae_per_frame(pred, target).mean().item(), rel=1e-12)
     assert result["psnr"] == pytest.approx(psnr_per_frame(pred, target).mean().item(), rel=1e-12)
+    assert result["sharpness"] == pytest.approx(sharpness_per_frame(pred, target).mean(), rel=1e-12)
     assert result["ssim"] == pytest.approx(skimage_ssim(pred, target, 2.0).mean(), abs=1e-6)
     assert result["ssim_strict"] == pytest.approx(skimage_ssim(pred, target, 1.0).mean(), abs=1e-6)
     assert result["per_frame"]["mse"] == pytest.approx(mse_per_frame(pred, target).mean(0).tolist())
@@ -229,8 +232,50 @@ def test_accumulator_errors_and_reset():
 
 
 def test_metric_info_covers_every_metric():
-    assert set(METRIC_INFO) == {"mse", "mae", "ssim", "ssim_strict", "psnr"}
+    assert set(METRIC_INFO) == {"mse", "mae", "ssim", "ssim_strict", "psnr", "sharpness"}
     assert [METRIC_INFO[k]["higher_is_better"] for k in ("mse", "mae", "ssim", "ssim_strict", "psnr")] \
         == [False, False, True, True, True]
+    assert METRIC_INFO["sharpness"]["higher_is_better"] is None and METRIC_INFO["sharpness"]["best"] == 1
     assert all(isinstance(info["label"], str) and info["convention"] for info in METRIC_INFO.values())
     assert not math.isinf(PSNR_MAX_DB)
+
+
+def test_sharpness_of_the_frame_itself_is_one_and_of_a_blurred_copy_below():
+    _, target = digit_like_pair()
+    assert np.array_equal(sharpness_per_frame(target, target), np.ones((1, 2)))
+    blurred = np.stack([gaussian_filter(target[0, t, 0], 1.0) for t in range(2)])[None, :, None]
+    s_blur = sharpness_per_frame(blurred, target)
+    more_blurred = np.stack([gaussian_filter(target[0, t, 0], 2.0) for t in range(2)])[None, :, None]
+    assert np.all(s_blur < 0.9) and np.all(sharpness_per_frame(more_blurred, target) < s_blur)
+    noisy = target + 0.2 * np.random.default_rng(0).standard_normal(target.shape)
+    assert np.all(sharpness_per_frame(np.clip(noisy, 0, 1), target) > 1)   # spurious edges
+
+
+def test_sharpness_hand_values():
+    """A ramp of slope a along W has Sobel/8 gradient a at every interior pixel; a step edge
+    of height 1 has gradient 1/2 on the two columns beside it."""
+    W = 16
+    ramp = np.tile(np.arange(W) / W, (W, 1))[None, None, None]         # slope 1/16
+    flat = np.zeros_like(ramp)
+    eps = 1e-6
+    np.testing.assert_allclose(sharpness_per_frame(ramp * 0.5, ramp), (0.5 / 16 + eps) / (1 / 16 + eps))
+    np.testing.assert_allclose(sharpness_per_frame(flat, ramp), eps / (1 / 16 + eps))
+    assert sharpness_per_frame(flat, flat)[0, 0] == 1.0                  # blank / blank
+    step = np.zeros((1, 1, 1, 8, 8))
+    step[..., 4:] = 1.0
+    # interior 6x6 pixels; columns 3 and 4 (interior 2 and 3) see the edge: 12 pixels at 1/2
+    np.testing.assert_allclose(sharpness_per_frame(ramp[..., :8, :8], step),
+                               (1 / 16 + eps) / (12 * 0.5 / 36 + eps))
+    # clipped like SSIM: values above 1 do not add edges
+    assert sharpness_per_frame(step * 3.0, step)[0, 0] == 1.0
+    with pytest.raises(ValueError, match="3x3"):
+        sharpness_per_frame(np.zeros((1, 1, 1, 2, 2)), np.zeros((1, 1, 1, 2, 2)))
+
+
+def test_accumulator_reports_sharpness_and_keeps_it_per_sequence():
+    pred, target = digit_like_pair()
+    acc = MetricAccumulator()
+    acc.update(pred, target)
+    out = acc.compute()
+    np.testing.assert_allclose(out["sharpness"], sharpness_per_frame(pred, target).mean())
+    assert acc.per_sequence()["sharpness"].shape == (1, 2)

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
 
-from vpstudy import runs
+from vpstudy import metrics, runs
 from vpstudy.report import build_report, embed_images, study_tables
 from vpstudy.report import records_by_id as runs_by_id
 from vpstudy.study import load_study, profile_params, study_runs, unique_runs
@@ -32,7 +33,9 @@ def test_simvp_study_covers_tables_1_to_5_at_every_profile():
     assert cpu[("Table 4", "100 ep, bs 32, lambda2 0.5")].batch_size == 16
     assert cpu[("Table 4", "100 ep, bs 16, lambda2 0.1")].batch_size == 8
     assert {(c.frame_size, c.image_size) for c in cpu.values()} == {(32, 64)}
-    assert ("Table 5", "SimVPv2-L (gSTA-L), lambda2 0") not in cpu      # paper profile only
+    # SimVPv2-L trains at the cpu scale with Table 5's recipe, like gSTA's row
+    gl_cpu, g_cpu = cpu[("Table 5", "SimVPv2-L (gSTA-L), lambda2 0")], cpu[("Table 5", "SimVPv2 (gSTA), lambda2 0")]
+    assert gl_cpu.model == "gsta-l" and gl_cpu.to_dict() | {"model": "gsta"} == g_cpu.to_dict()
     assert {c.frame_size for c in (r.config for r in rows)} == {64}
 
 
@@ -202,6 +205,54 @@ def test_a_comparison_whose_arms_trained_on_different_devices_is_confounded_not_
     assert t2.set_index("row").loc["StarReLU", "trained on"] == "cuda, fp32, torch 2.13, gsta (unknown commit)"
     text = build_report(root, tmp_path / "r").read_text()
     assert "confounded: device cuda vs cpu" in text
+
+
+def _blurred_samples(rd: runs.RunDir, sigma: float) -> None:
+    """samples.npz with a square as target and its Gaussian blur (sigma px) as prediction."""
+    target = np.zeros((10, 10, 1, 32, 32))
+    target[..., 8:20, 10:22] = 1.0
+    pred = gaussian_filter(target, sigma=(0, 0, 0, sigma, sigma)) if sigma else target
+    u8 = lambda a: np.round(a * 255).astype(np.uint8)  # noqa: E731
+    np.savez_compressed(rd.samples_path, inputs=u8(target), targets=u8(target), predictions=u8(pred))
+
+
+def test_table_5_measures_sharpness_on_the_samples_and_compares_it_only_for_the_larger_model(tmp_path):
+    root = tmp_path / "runs"
+    by_row = {}
+    for r in study_runs("simvp", "smoke", seeds=3):
+        by_row.setdefault((r.table, r.row), []).append(r)
+    for rows, mse, sigmas in ((by_row[("Table 5", "SimVPv2 (gSTA), lambda2 0")], 20.0, (1.6, 1.5, 1.4)),
+                              (by_row[("Table 5", "SimVPv2-L (gSTA-L), lambda2 0")], 19.0, (0.8, 0.7, 0.6)),
+                              (by_row[("Table 5", "PoolFormer, lambda2 0")], 21.0, (1.6, 1.5, 1.4))):
+        for run, sigma in zip(rows, sigmas):
+            _fake_record(root, run, mse + sigma, 0.7)
+            _blurred_samples(runs.RunDir(root / run.run_id), sigma)
+    tables = study_tables("simvp", "smoke", runs_by_id(root))
+    t5, info = tables["Table 5"]
+    cell = t5.set_index("row").loc["SimVPv2 (gSTA), lambda2 0", "ours sharpness"]
+    target = np.zeros((1, 1, 1, 32, 32))
+    target[..., 8:20, 10:22] = 1.0
+    expected = [metrics.sharpness_per_frame(np.round(gaussian_filter(target, (0, 0, 0, s, s)) * 255) / 255,
+                                            target)[0, 0] for s in (1.6, 1.5, 1.4)]
+    assert cell == f"{np.mean(expected):.3f} ± {np.std(expected, ddof=1):.3f}" and np.mean(expected) < 1
+    sharp = [c for c in info["comparisons"] if c["metric"] == "sharpness"]
+    assert [(c["row"], c["reference"]) for c in sharp] == [
+        ("SimVPv2-L (gSTA-L), lambda2 0", "SimVPv2 (gSTA), lambda2 0")]
+    assert sharp[0]["diff"] > 0 and "sharper than the reference" in sharp[0]["verdict"]
+    assert {c["metric"] for c in info["comparisons"] if c["row"].startswith("PoolFormer")} == {"mse", "ssim"}
+
+
+def test_a_comparison_naming_an_unknown_row_or_metric_fails_when_the_study_loads(tmp_path):
+    path = tmp_path / "bad.toml"
+    body = '[[runs]]\ntable = "T"\nrow = "a"\nmodel = "gsta"\n\n[[runs]]\ntable = "T"\nrow = "b"\nmodel = "gsta"\n'
+    path.write_text('[tables."T"]\ncompare = [["a", "c"]]\n\n' + body)
+    with pytest.raises(ValueError, match="no row 'c' in T"):
+        study_runs(str(path), profile="smoke")
+    path.write_text('[tables."T"]\ncompare = [["a", "b", ["sharpness"]]]\n\n' + body)
+    with pytest.raises(ValueError, match=r"metric\(s\) \['sharpness'\] are not among"):
+        study_runs(str(path), profile="smoke")
+    path.write_text('[tables."T"]\nmetrics = ["mse", "sharpness"]\ncompare = [["a", "b", ["sharpness"]]]\n\n' + body)
+    assert len(study_runs(str(path), profile="smoke")) == 2
 
 
 def test_paper_scale_tables_show_the_difference_to_the_paper(tmp_path):

@@ -19,6 +19,14 @@ Conventions (so that the numbers compare with the SimVP / OpenSTL tables):
   capped at ``PSNR_MAX_DB`` = 100 dB instead of +inf, so averages stay finite and
   JSON-serializable.
 
+- ``sharpness`` (not a published metric; it tests the SimVP paper's claim that a larger model
+  predicts sharper frames): per frame, the mean Sobel gradient magnitude of the clipped
+  prediction over that of the target, ``(G(pred) + ε) / (G(target) + ε)`` with ε =
+  ``SHARPNESS_EPS``. ``G`` is the mean over C and the interior pixels (no padding) of
+  ``sqrt(gx² + gy²)``, with the 3×3 Sobel kernels divided by 8 (a unit ramp has gradient 1).
+  1 means as sharp as the target, below 1 blurrier (the usual failure of an MSE-trained
+  predictor), above 1 edges the target does not have; the frame itself scores exactly 1.
+
 As in OpenSTL, only the predictions are clipped; the targets are taken as they are (they are
 data in [0, 1]).
 
@@ -41,9 +49,10 @@ SSIM_WIN_SIZE = 7            # scikit-image default uniform window
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 SSIM_DATA_RANGE_PUBLISHED = 2.0  # old scikit-image's float default; used by the published SSIMs
 SSIM_DATA_RANGE_STRICT = 1.0     # the actual range of [0, 1] pixels
+SHARPNESS_EPS = 1e-6         # keeps the ratio defined for edgeless (blank) frames: blank/blank = 1
 _SSIM_CHUNK_FRAMES = 16      # frames filtered at once (small chunks stay in cache: fastest)
 
-METRIC_NAMES = ("mse", "mae", "ssim", "ssim_strict", "psnr")
+METRIC_NAMES = ("mse", "mae", "ssim", "ssim_strict", "psnr", "sharpness")
 
 METRIC_INFO: dict[str, dict] = {
     "mse": {
@@ -75,6 +84,13 @@ METRIC_INFO: dict[str, dict] = {
         "higher_is_better": True,
         "convention": "per frame 10·log10(1/mean squared error) on clipped predictions, "
                       f"capped at {PSNR_MAX_DB:g} dB; mean over sequences and frames",
+    },
+    "sharpness": {
+        "label": "sharpness (Sobel, pred / target)",
+        "higher_is_better": None,          # best at 1: neither blurrier nor with spurious edges
+        "best": 1.0,
+        "convention": "per frame, mean Sobel gradient magnitude of the clipped prediction over "
+                      "the target's (interior pixels, kernels / 8); mean over sequences and frames",
     },
 }
 
@@ -132,6 +148,31 @@ def psnr_per_frame(pred, target) -> torch.Tensor:
     """
     pred, target = _video_pair(pred, target)
     return torch.from_numpy(_psnr(np.clip(pred, 0.0, 1.0), target))
+
+
+def _gradient_magnitude(x: np.ndarray) -> np.ndarray:
+    """(B, T, C, H, W) -> (B, T): mean over C and the interior pixels of the Sobel gradient
+    magnitude, kernels divided by 8 so that a unit ramp has gradient 1."""
+    dx = x[..., 2:] - x[..., :-2]                                   # [-1, 0, 1] along W
+    gx = (dx[..., :-2, :] + 2 * dx[..., 1:-1, :] + dx[..., 2:, :]) / 8.0  # [1, 2, 1] along H
+    dy = x[..., 2:, :] - x[..., :-2, :]                             # [-1, 0, 1] along H
+    gy = (dy[..., :-2] + 2 * dy[..., 1:-1] + dy[..., 2:]) / 8.0       # [1, 2, 1] along W
+    magnitude = np.sqrt(gx * gx + gy * gy)
+    return magnitude.reshape(*x.shape[:2], -1).mean(axis=-1)
+
+
+def _sharpness(pred_clipped: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return ((_gradient_magnitude(pred_clipped) + SHARPNESS_EPS)
+            / (_gradient_magnitude(target) + SHARPNESS_EPS))
+
+
+def sharpness_per_frame(pred, target) -> np.ndarray:
+    """Per-frame sharpness of the clipped prediction relative to the target (module docstring):
+    (B, T) float64 numpy array; 1 = as sharp as the target, < 1 blurrier."""
+    pred, target = _video_pair(pred, target)
+    if min(pred.shape[-2:]) < 3:
+        raise ValueError(f"sharpness needs frames of at least 3x3 pixels; got {pred.shape[-2:]}")
+    return _sharpness(np.clip(pred, 0.0, 1.0), target)
 
 
 def _box_mean_valid(x: np.ndarray, size: int) -> np.ndarray:
@@ -226,10 +267,11 @@ def per_frame_metrics(pred, target) -> dict[str, np.ndarray]:
         "ssim": ssim,
         "ssim_strict": ssim_strict,
         "psnr": _psnr(pred_clipped, target),
+        "sharpness": _sharpness(pred_clipped, target),
     }
 
 
-PER_SEQUENCE_METRICS = ("mse", "ssim")   # kept per sequence and frame (per_sequence.npz)
+PER_SEQUENCE_METRICS = ("mse", "ssim", "sharpness")   # kept per sequence and frame (per_sequence.npz)
 
 
 class MetricAccumulator:
@@ -312,7 +354,8 @@ class BestOfNAccumulator(MetricAccumulator):
 
     ``update(samples, target)`` takes N predictions of the same (B, T, C, H, W) batch. For each
     metric separately and each sequence, the sample whose mean over the T frames is best for
-    that metric (lowest MSE/MAE, highest SSIM/PSNR) is kept, and its per-frame values are
+    that metric (lowest MSE/MAE, highest SSIM/PSNR; for sharpness, which has no better
+    direction, the MSE-best sample) is kept, and its per-frame values are
     accumulated. ``compute()`` returns MetricAccumulator's dict plus ``'samples': N``.
     ``update`` returns, per sequence, the index of the sample best by MSE.
     """
@@ -332,10 +375,14 @@ class BestOfNAccumulator(MetricAccumulator):
         per_sample = [per_frame_metrics(p, target) for p in samples]
         chosen: dict[str, np.ndarray] = {}
         best_by_mse = None
-        for name in METRIC_NAMES:
+        for name in METRIC_NAMES:                                      # "mse" comes first
             values = np.stack([v[name] for v in per_sample])          # (N, B, T)
             score = values.mean(axis=2)                                # (N, B)
-            best = score.argmax(0) if METRIC_INFO[name]["higher_is_better"] else score.argmin(0)
+            higher = METRIC_INFO[name]["higher_is_better"]
+            if higher is None:            # no better direction (sharpness): the MSE-best sample's
+                best = best_by_mse
+            else:
+                best = score.argmax(0) if higher else score.argmin(0)
             chosen[name] = values[best, np.arange(values.shape[1])]    # (B, T)
             if name == "mse":
                 best_by_mse = best

@@ -198,6 +198,8 @@ def seeds_needed(effect: float, spread: float, design: str = "paired", level: fl
 
 
 def _better_or_worse(metric: str, diff: float) -> str:
+    if metric.partition("@")[0] == "sharpness":      # no better direction: say which way
+        return "sharper" if diff > 0 else "less sharp"
     lower = LOWER_IS_BETTER.get(metric.partition("@")[0], True)
     return "better" if (diff < 0) == lower else "worse"
 

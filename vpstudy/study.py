@@ -68,6 +68,26 @@ def _check_study(path: Path, study: dict[str, Any]) -> None:
         if missing:
             raise ValueError(f"study file {path}: [[runs]] entry {i} has no {' or '.join(missing)}")
         _check_at_profile(path, e)
+    _check_comparisons(path, study)
+
+
+def _check_comparisons(path: Path, study: dict) -> None:
+    """Each table's ``compare = [[row, reference], ...]`` (optionally ``[row, reference,
+    [metrics]]``) names rows of that table and metrics the table reports."""
+    for table, spec in study.get("tables", {}).items():
+        rows = {e["row"] for e in study["runs"] if e["table"] == table}
+        shown = spec.get("metrics", study.get("metrics", ["mse", "ssim"]))
+        for pair in spec.get("compare", []):
+            where = f"study file {path}, {table}: compare entry {pair!r}"
+            if not isinstance(pair, list) or len(pair) not in (2, 3):
+                raise ValueError(f"{where}: must be [row, reference] or [row, reference, [metrics]]")
+            unknown = [r for r in pair[:2] if r not in rows]
+            if unknown:
+                raise ValueError(f"{where}: no row {unknown[0]!r} in {table}; its rows: {sorted(rows)}")
+            extra = [m for m in (pair[2] if len(pair) == 3 else []) if m.partition("@")[0]
+                     not in {x.partition("@")[0] for x in shown}]
+            if extra:
+                raise ValueError(f"{where}: metric(s) {extra} are not among the table's metrics {shown}")
 
 
 def _check_at_profile(path: Path, entry: dict) -> None:

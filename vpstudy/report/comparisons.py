@@ -1,7 +1,7 @@
 """The report's seed comparisons: for each pair of rows a table compares, the difference over
 seeds, its intervals and a verdict a referee can check (`vpstudy.stats`).
 
-    comps = table_comparisons("Table 2", pairs, recs_of, entries, ["mse", "ssim"])
+    comps = table_comparisons("Table 2", [(row, ref, ["mse", "ssim"]), ...], recs_of, entries)
     adjust_for_multiplicity(every_comparison_of_the_study)    # Holm p, verdicts
     seeds_needed_rows(every_comparison_of_the_study)          # how many seeds each claim needs
 
@@ -24,15 +24,16 @@ def _by_seed(recs: list[dict], metric: str) -> dict[int, float]:
     return {r["config"]["seed"]: v for r in recs if (v := metric_of(r, metric)) is not None}
 
 
-def table_comparisons(table: str, pairs: list[tuple[str, str]], recs_of: dict, entries: dict,
-                      metrics: list[str]) -> list[dict]:
-    """For each compared (row, reference) pair with records and each metric: the primary and
-    pooled differences, the paper's difference and what confounds the arms, if anything.
-    Verdicts come with `adjust_for_multiplicity` (they need the whole study's family)."""
+def table_comparisons(table: str, pairs: list[tuple[str, str, list[str]]], recs_of: dict,
+                      entries: dict) -> list[dict]:
+    """For each compared (row, reference, metrics) with records and each of its metrics: the
+    primary and pooled differences, the paper's difference and what confounds the arms, if
+    anything. Verdicts come with `adjust_for_multiplicity` (they need the whole study's family)."""
     trained = [k for k in recs_of if k[0] == table and recs_of[k] and recs_of[k][0].get("history")]
-    table_values = {m: {k[1]: _by_seed(recs_of[k], m) for k in trained} for m in metrics}   # pooled model
+    table_values = {m: {k[1]: _by_seed(recs_of[k], m) for k in trained}        # pooled model
+                    for m in {m for *_, ms in pairs for m in ms}}
     comparisons = []
-    for row, ref in pairs:
+    for row, ref, metrics in pairs:
         a, b = recs_of.get((table, row), []), recs_of.get((table, ref), [])
         if not a or not b:
             continue

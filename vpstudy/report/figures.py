@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vpstudy import plots, runs
+from vpstudy import metrics, plots, runs
 from vpstudy.report.tables import settings_text
 from vpstudy.study import StudyRun, load_study, study_runs
 
@@ -99,7 +99,8 @@ def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) ->
     p = out / "qualitative.png"
     _save(qualitative_grid(models), p)
     figs.append(("Qualitative grid: 10 inputs, 10 targets and each model's predictions on the same "
-                 "test sequence", p))
+                 "test sequence, with each prediction's sharpness (Sobel gradient over the target's; "
+                 "1 = as sharp)", p))
     extra = study.get("figures_extra_test")
     with_extra = {m: r for m, r in models.items() if extra in (r.get("extra_tests") or {})}
     if extra and with_extra:
@@ -173,11 +174,15 @@ def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[
 
 
 def qualitative_grid(models: dict[str, dict], index: int = 0, suffix: str = ""):
+    """Inputs, targets and each model's predictions of recorded test sequence ``index``; each
+    model's label carries its sharpness on this sequence (`metrics.sharpness_per_frame`)."""
     first = None
     preds = {}
     for m, rec in models.items():
         with np.load(Path(rec["_dir"]) / runs.SAMPLES) as f:
             if first is None:
                 first = (f["inputs" + suffix][index], f["targets" + suffix][index])
-            preds[m] = f["predictions" + suffix][index]
+            pred = f["predictions" + suffix][index]
+        sharp = metrics.sharpness_per_frame(pred[None] / 255.0, first[1][None] / 255.0).mean()
+        preds[f"{m}\nsharpness {sharp:.2f}"] = pred
     return plots.sequence_strips(first[0], first[1], preds)

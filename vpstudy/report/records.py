@@ -11,9 +11,10 @@ import subprocess
 
 import numpy as np
 
-from vpstudy import runs
+from vpstudy import metrics, runs
 
-DIGITS = {"mse": 2, "mae": 2, "ssim": 4, "ssim_strict": 4, "psnr": 2}
+DIGITS = {"mse": 2, "mae": 2, "ssim": 4, "ssim_strict": 4, "psnr": 2, "sharpness": 3}
+SAMPLES_ONLY = {"sharpness"}   # reported on each run's recorded samples (see `metric_of`)
 
 
 def mean_std_text(mean: float, std: float | None, digits: int) -> str:
@@ -41,10 +42,30 @@ def records_by_id(root) -> dict[str, list[dict]]:
 
 
 def metric_of(rec: dict, metric: str) -> float | None:
-    """``metric`` of a record: ``"mse"`` on the main test set, ``"mse@3"`` on the 3-digit one."""
+    """``metric`` of a record: ``"mse"`` on the main test set, ``"mse@3"`` on the 3-digit one.
+
+    A metric of ``SAMPLES_ONLY`` (sharpness, added after most records were made) is computed on
+    the predictions every run keeps in ``samples.npz`` (the first 10 sequences of the fixed
+    test set, uint8): the same sequences for every record, old or new, so arms compare.
+    """
     name, _, extra = metric.partition("@")
+    if name in SAMPLES_ONLY:
+        return _on_samples(rec.get("_dir"), name, extra)
     res = (rec.get("extra_tests") or {}).get(extra) if extra else rec.get("test")
     return None if res is None else res.get(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _on_samples(run_dir: str | None, name: str, extra: str) -> float | None:
+    path = runs.RunDir(run_dir).samples_path if run_dir else None
+    if path is None or not path.exists():
+        return None
+    suffix = f"_{extra}" if extra else ""
+    with np.load(path) as z:
+        if f"predictions{suffix}" not in z:
+            return None
+        pred, target = (z[k + suffix].astype(np.float64) / 255.0 for k in ("predictions", "targets"))
+    return float(metrics.per_frame_metrics(pred, target)[name].mean())
 
 
 def metric_values(recs: list[dict], metric: str) -> list[float]:

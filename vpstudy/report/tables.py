@@ -98,13 +98,15 @@ def _frame_ranges(frames) -> str:
     return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans)
 
 
-def _comparisons(spec: dict, rows: list[str]) -> list[tuple[str, str]]:
-    """The (row, reference row) pairs a table compares: ``compare = [[row, ref], ...]`` or
-    ``reference = "row"`` (every other row of the table against it)."""
-    pairs = [tuple(p) for p in spec.get("compare", [])]
+def _comparisons(spec: dict, rows: list[str], metrics: list[str]) -> list[tuple[str, str, list[str]]]:
+    """The (row, reference row, metrics) a table compares: ``compare = [[row, ref], ...]`` or
+    ``reference = "row"`` (every other row of the table against it), on ``metrics``; a
+    ``compare`` entry may name its own metrics as a third element (a claim about one pair only,
+    e.g. Table 5's sharpness, stays out of the other pairs' multiplicity family)."""
+    pairs = [(p[0], p[1], list(p[2]) if len(p) > 2 else metrics) for p in spec.get("compare", [])]
     ref = spec.get("reference")
     if ref:
-        pairs += [(r, ref) for r in rows if r != ref]
+        pairs += [(r, ref, metrics) for r in rows if r != ref]
     return pairs
 
 
@@ -136,11 +138,11 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
         recs_of = {k: [by_id[r.run_id] for r in groups.get(k, []) if r.run_id in by_id]
                    for k in keys + base_keys}
         baselines = {entries[k]["model"]: recs_of[k] for k in base_keys}
-        pairs = _comparisons(spec, [k[1] for k in keys])
+        pairs = _comparisons(spec, [k[1] for k in keys], spec.get("compare_metrics", metrics))
         reference_of: dict[str, str] = {}
-        for row, ref in pairs:
+        for row, ref, _ in pairs:
             reference_of.setdefault(row, ref)
-        referenced = {ref for _, ref in pairs} - set(reference_of)
+        referenced = {ref for _, ref, _ in pairs} - set(reference_of)
         several_refs = len(set(reference_of.values())) > 1     # name each row's reference then
         rows, used, efficiency = [], [], []
         paper_cost_cols = [c for c in spec.get("efficiency", [])     # a paper column if any row has it
@@ -197,8 +199,7 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                 line.setdefault("evaluation", "deterministic" if line.get("seeds") else "")
         info = _provenance_summary(used, profile)
         info["caption"] = spec.get("caption", "")
-        info["comparisons"] = table_comparisons(
-            table, pairs, recs_of, entries, spec.get("compare_metrics", metrics))
+        info["comparisons"] = table_comparisons(table, pairs, recs_of, entries)
         cost = pd.DataFrame(efficiency)
         if WHY_DIFFERS in cost and not cost[WHY_DIFFERS].any():
             cost = cost.drop(columns=WHY_DIFFERS)
