@@ -112,6 +112,19 @@ def run_all(page, url: str, notebook: str, timeout_ms: int = 120_000, tries: int
     return page.evaluate(IMAGES_LOADED)
 
 
+FIRST_SCREEN = ("() => { const out = document.querySelector('" + VISIBLE + " .vpstudy-report');"
+                " if (!out) return null; const h = out.querySelector('h1');"
+                " const area = out.closest('.jp-OutputArea-output');"
+                " return {heading: h ? h.textContent : null, top: h ? h.getBoundingClientRect().top : null,"
+                " view: window.innerHeight, tables: Array.from(out.querySelectorAll('table')).map(t =>"
+                " ({width: t.getBoundingClientRect().width, pane: area.getBoundingClientRect().width})),"
+                " overview_open: Array.from(document.querySelectorAll('" + VISIBLE + " details'))"
+                ".map(d => d.open)}; }")
+CHOOSERS = ("() => ({dropdowns: Array.from(document.querySelectorAll('" + VISIBLE + " .widget-dropdown'))"
+            ".map(d => d.textContent.trim()), checkboxes: Array.from(document.querySelectorAll('" + VISIBLE
+            + " .widget-checkbox')).map(d => d.textContent.trim())})")
+
+
 def output_errors(page) -> list[str]:
     return page.evaluate("() => Array.from(document.querySelectorAll('.jp-RenderedText[data-mime-type="
                          "\"application/vnd.jupyter.stderr\"], .jp-OutputArea-output pre'))"
@@ -154,6 +167,12 @@ def capture(runs_root: Path, reports: Path, out: Path | None, log_dir: Path) -> 
                 page.screenshot(path=str(log_dir / f"{name}-failed.png"))
                 raise
             found[name + "_errors"] = output_errors(page)
+            if name == "report":                     # the first screen, before any scrolling
+                scroller = VISIBLE + " .jp-WindowedPanel-outer"
+                page.evaluate(f"() => {{ const s = document.querySelector('{scroller}'); if (s) s.scrollTop = 0; }}")
+                found["report_first_screen"] = page.evaluate(FIRST_SCREEN)
+            else:
+                found["explore_choosers"] = page.evaluate(CHOOSERS)
             if out is not None:
                 screenshots(page, out, name, shots=4 if name == "report" else 1)
             context.close()

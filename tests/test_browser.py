@@ -79,7 +79,38 @@ def test_time_slider_changes_the_displayed_frame(voila):
             "before => document.querySelector('.widget-image').getAttribute('src') !== before",
             arg=before, timeout=60_000)
         assert image.get_attribute("src") != before
+        # a baseline's checkbox adds its column: the picture and the metrics table change
+        shown = image.get_attribute("src")
+        page.get_by_label("all black").check()
+        page.wait_for_function("() => /all black/.test(document.querySelector('.widget-html table')"
+                               "?.innerText || '')", timeout=60_000)
+        page.wait_for_function(
+            "before => document.querySelector('.widget-image').getAttribute('src') !== before",
+            arg=shown, timeout=60_000)
         browser.close()
+
+
+def _study_row_record(root: Path) -> None:
+    """A completed record of the SimVP study's Table 2 StarReLU row (smoke), so that the report
+    has study tables: metrics made up, samples blank."""
+    import numpy as np
+
+    from vpstudy import runs
+    from vpstudy.study import study_runs
+
+    run = next(r for r in study_runs("simvp", "smoke") if r.table == "Table 2" and r.row == "StarReLU")
+    rd = runs.RunDir(root / run.run_id)
+    per_frame = {k: [v] * 10 for k, v in (("mse", 30.0), ("mae", 60.0), ("ssim", 0.6), ("ssim_strict", 0.5),
+                                          ("psnr", 15.0))}
+    rd.save({"id": run.run_id, "status": "completed", "config": run.config.to_dict(),
+             "history": [{"epoch": 1, "loss": 0.1, "val": {"mse": 30.0, "ssim": 0.6}}],
+             "test": {**{k: v[0] for k, v in per_frame.items()}, "per_frame": per_frame, "num_sequences": 8},
+             "extra_tests": {}, "efficiency": {"params": 6_456_073, "size_bytes": 25_824_292,
+                                               "macs": 694_000_000, "flops": 1_388_000_000},
+             "provenance": {"hardware": {"name": "test", "device": "cpu"}, "git_commit": "abc",
+                            "precision": "fp32", "torch_version": "2.13.0", "wall_time_s": 1.0}})
+    frames = np.zeros((8, 10, 1, 32, 32), np.uint8)
+    np.savez_compressed(rd.samples_path, inputs=frames, targets=frames, predictions=frames)
 
 
 @pytest.mark.slow
@@ -88,7 +119,9 @@ def test_report_and_explorer_notebooks_render_in_jupyterlab(trained_runs, cache_
     sys.path.insert(0, str(REPO / "scripts"))
     import screenshots
 
-    root, _, _ = trained_runs
+    root = tmp_path / "runs"                      # the session's runs plus a study row's record
+    shutil.copytree(trained_runs[0], root)
+    _study_row_record(root)
     monkeypatch.setenv("VPSTUDY_CACHE", str(cache_dir))
     before = {p: p.read_bytes() for p in (REPO / "notebooks").glob("*.ipynb")}
     found = screenshots.capture(root, tmp_path / "reports", tmp_path / "shots", tmp_path)
@@ -97,5 +130,15 @@ def test_report_and_explorer_notebooks_render_in_jupyterlab(trained_runs, cache_
         assert all(i["loaded"] for i in found[name]), found[name]
         assert not found[name + "_errors"], found[name + "_errors"]
     assert found["report"][0]["src"].startswith("data:image/png;base64,")
+    first = found["report_first_screen"]          # the report first, on the first screen
+    assert first["heading"] == "vpstudy report" and 0 <= first["top"] < first["view"] / 2, first
+    assert first["tables"] and all(t["width"] <= t["pane"] + 1 for t in first["tables"]), first["tables"]
+    assert first["overview_open"] == [False]      # the run overview: last, collapsed
+    choosers = found["explore_choosers"]
+    labels = ("table", "model", "seed", "test set")
+    dropdowns = [d.replace("\xa0", " ") for d in choosers["dropdowns"]]
+    assert len(dropdowns) == 4 and all(d.startswith(k) for d, k in zip(dropdowns, labels)), choosers
+    assert "poolformer" in dropdowns[1] and "simvp · Table 2" in dropdowns[0]
+    assert [c.strip("\u200b ") for c in choosers["checkboxes"]] == ["last frame", "all black"]
     assert sorted(p.name for p in (tmp_path / "shots").glob("*.png"))[0] == "explore-1.png"
     assert {p: p.read_bytes() for p in (REPO / "notebooks").glob("*.ipynb")} == before  # nothing saved

@@ -8,8 +8,9 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from vpstudy import metrics, runs
-from vpstudy.report import build_report, embed_images, study_tables
+from vpstudy.report import build_report, embed_images, notebook_view, overview, study_tables
 from vpstudy.report import records_by_id as runs_by_id
+from vpstudy.report.markdown import NOTEBOOK_CSS
 from vpstudy.study import load_study, profile_params, study_runs, unique_runs
 
 
@@ -144,9 +145,15 @@ def test_report_from_records_alone_is_deterministic(tmp_path):
         if f.suffix == ".md":
             a, b = a.replace(b"/r1", b""), b.replace(b"/r2", b"")
         assert hashlib.sha256(a).digest() == hashlib.sha256(b).digest(), f
-    embedded = embed_images(out1.read_text(), out1.parent)   # what report.ipynb displays
+    embedded = embed_images(out1.read_text(), out1.parent)
     assert embedded.count("data:image/png;base64,") == out1.read_text().count(".png)")
     assert ".png)" not in embedded
+    shown, every_run = notebook_view(out1, overview(root))       # what report.ipynb displays
+    assert shown.count("data:image/png;base64,") == out1.read_text().count(".png)")
+    tables = sum(line.startswith("|---") for line in out1.read_text().splitlines())
+    assert shown.count("<table>") == tables > 3 and "| row |" not in shown
+    assert every_run.startswith(NOTEBOOK_CSS) and "<details" in every_run and "<details open" not in every_run
+    assert every_run.count("<tr>") == 1 + 3                       # header + the three runs
     text = out1.read_text()
     assert "profile `smoke`" in text and "qualitative.png" in text and "vs ref mse: ours / paper" in text
     assert "profile `cpu`" not in text       # only profiles that have runs

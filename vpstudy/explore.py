@@ -1,12 +1,17 @@
 """Widgets to scrub through what recorded models predict.
 
-``Explorer(runs_root)`` lists every completed run. Choose runs, a test sequence (slider)
-and a time step (slider with play); it shows the observed input frames, the target frame,
-each chosen model's prediction and its absolute error, and the current sequence's MSE and
-SSIM per frame for each model. A run with a checkpoint (or without parameters) predicts
-live on any test sequence; a run without one (as committed to the repository: checkpoints
-are not) shows the predictions recorded in its ``samples.npz``, which cover the first
-test sequences only; the panel says so.
+``Explorer(runs_root)`` lists every completed trained run, labelled by the study table and
+row it stands for and its seed (an ad-hoc run: by its model and the settings that tell it
+apart from the other runs of that model). Narrow the list by table, model and seed; choose
+runs and the trivial baselines (computed on the spot, once per test set); choose the test set
+(the fixed 2-digit one, or the 3-digit one where the runs have it), a test sequence (slider)
+and a frame (slider with play). It shows the observed frames, the target frame, each choice's
+prediction and its absolute error (with the error's colour scale), and each choice's MSE and
+SSIM per frame on the current sequence.
+
+A run with a checkpoint predicts live on any test sequence; a run without one (as committed
+to the repository: checkpoints are not) shows the predictions recorded in its
+``samples.npz``, which cover the first test sequences only; the panel says so.
 
 Images are composed with numpy and encoded as PNG with Pillow (no matplotlib), so the
 sliders stay responsive.
@@ -17,19 +22,25 @@ from __future__ import annotations
 import html
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vpstudy import runs
+from vpstudy.enums import BASELINES
 from vpstudy.metrics import mse_per_frame, ssim_per_frame
 
-SCALE = 3                        # display pixels per frame pixel
+TILE = 128                       # display pixels a frame's side is scaled up to (an integer factor)
 GAP = 4                          # pixels between tiles
+CAPTION = 20                     # pixels of caption band above each row of tiles
+FONT_SIZE = 14
 NO_RUNS_HELP = ("No completed run under <code>{root}</code> yet. Make one with<br>"
                 "<code>python -m vpstudy train --model gsta --profile smoke</code> "
                 "(seconds) or <code>--profile cpu</code> (minutes), then re-run this cell.")
+BASELINE_NAMES = {"last-frame": "last frame", "all-black": "all black"}
+ALL = "all"
 
 
 @dataclass(frozen=True)
@@ -37,69 +48,141 @@ class RunChoice:
     run_id: str
     path: Path
     label: str
-    live: bool            # predicts from its checkpoint (or has no parameters); else samples.npz
+    live: bool            # predicts from its checkpoint; else from its samples.npz
+    model: str
+    seed: int
+    tables: tuple[str, ...]   # ("simvp · Table 4", "simvp · Table 5"), or ("ad hoc",) for a run no study lists
+    config: dict
 
 
-# Config fields that tell runs apart in labels (when they differ between the runs listed).
+# Config fields that tell runs of one model apart in labels of ad-hoc runs (when they differ).
 LABEL_FIELDS = ("activation", "augment", "lambda1", "lambda2", "epochs", "batch_size", "lr",
-                "profile", "downsample", "test_sequences", "num_digits", "dataset", "seed")
+                "profile", "downsample", "test_sequences", "num_digits", "dataset")
 SHORT = {"activation": "", "augment": "aug ", "lambda1": "λ1=", "lambda2": "λ2=", "epochs": "ep ",
          "batch_size": "bs ", "lr": "lr ", "profile": "", "downsample": "↓", "test_sequences": "test ",
-         "num_digits": "digits ", "dataset": "", "seed": "seed "}
+         "num_digits": "digits ", "dataset": ""}
+
+
+def _applies(field: str, model: str) -> bool:
+    """Whether a setting means anything for ``model`` (activation: only where configurable)."""
+    if field != "activation":
+        return True
+    from vpstudy.models import model_info
+
+    return model_info(model)["activation_configurable"]
 
 
 def run_labels(configs: list[dict]) -> list[str]:
-    """A label per run: its model, then each field whose value differs between the trained runs
-    (the baselines train nothing, so they are labelled by their name alone)."""
-    from vpstudy.config import BASELINES
+    """A label per trained run: its model, each applicable setting whose value differs between
+    the runs of that model, and its seed."""
+    by_model: dict[str, list[dict]] = {}
+    for c in configs:
+        by_model.setdefault(c["model"], []).append(c)
+    differing = {m: [f for f in LABEL_FIELDS if _applies(f, m) and len({str(c.get(f)) for c in cs}) > 1]
+                 for m, cs in by_model.items()}
+    return [" ".join([c["model"]] + [f"{SHORT[f]}{c.get(f)}" for f in differing[c["model"]]]
+                     + [f"seed {c.get('seed', 0)}"]) for c in configs]
 
-    trained = [c for c in configs if c["model"] not in BASELINES]
-    differing = [f for f in LABEL_FIELDS if len({str(c.get(f)) for c in trained}) > 1]
-    return [c["model"] if c["model"] in BASELINES else
-            " ".join([c["model"]] + [f"{SHORT[f]}{c.get(f)}" for f in differing]) for c in configs]
+
+@lru_cache(maxsize=8)
+def _study_rows(profiles: tuple[str, ...], seeds: int) -> dict[str, list[tuple[str, str, str]]]:
+    from vpstudy.study import rows_by_run_id
+
+    return rows_by_run_id(profiles, seeds)
 
 
 def available_runs(root=None) -> list[RunChoice]:
-    """Every completed run: live where it has a checkpoint or no parameters, else from the
-    predictions recorded in its ``samples.npz`` (skipped if that file is missing too)."""
+    """Every completed trained run that can be shown: live where it has a checkpoint, else
+    from the predictions recorded in its ``samples.npz`` (skipped if that is missing too).
+    Trained runs only: the baselines need no record (the explorer computes them)."""
     found = []
     for rec in (r for base in runs.default_roots(root) for r in runs.load_records(base, "completed")):
         path = Path(rec["_dir"])
-        live = (path / runs.CHECKPOINT).exists() or not rec.get("efficiency", {}).get("params", 1)
+        if rec["config"]["model"] in BASELINES:
+            continue
+        live = (path / runs.CHECKPOINT).exists()
         if live or (path / runs.SAMPLES).exists():
             found.append((rec, path, live))
-    labels = run_labels([rec["config"] for rec, _, _ in found])
+    if not found:
+        return []
+    profiles = tuple(sorted({rec["config"]["profile"] for rec, _, _ in found}))
+    rows = _study_rows(profiles, max(rec["config"]["seed"] for rec, _, _ in found) + 1)
+    adhoc = [rec for rec, _, _ in found if rec["id"] not in rows]
+    adhoc_labels = dict(zip([r["id"] for r in adhoc], run_labels([r["config"] for r in adhoc])))
     out = []
-    for (rec, path, live), label in zip(found, labels):
+    for rec, path, live in found:
+        cfg = rec["config"]
+        if rec["id"] in rows:
+            study, table, row = rows[rec["id"]][-1]      # a shared run: its last table's row
+            groups = tuple(dict.fromkeys(f"{s} · {t}" for s, t, _ in rows[rec["id"]]))
+            label = f"{cfg['model']} · {table}: {row} · seed {cfg['seed']}"
+        else:
+            groups, label = ("ad hoc",), adhoc_labels[rec["id"]]
         mse = rec.get("test", {}).get("mse", float("nan"))
         out.append(RunChoice(rec["id"], path, f"{label} — test MSE {mse:.1f}"
-                             + ("" if live else " [recorded samples]"), live))
-    return out
+                             + ("" if live else " [recorded samples]"), live, cfg["model"],
+                             cfg["seed"], groups, cfg))
+    return sorted(out, key=lambda c: (c.tables[0], c.label))
 
 
-def recorded_predictions(path: Path) -> np.ndarray:
-    """(N, T_out, C, H, W) float predictions kept in a run's samples.npz."""
+def test_set_key(cfg: dict) -> tuple:
+    """What a run's fixed test set depends on: runs with the same key are shown side by side."""
+    return tuple(str(cfg.get(k)) for k in ("dataset", "image_size", "downsample", "in_frames", "out_frames",
+                                           "test_sequences", "num_digits", "digit_source", "test_file",
+                                           "data_root"))
+
+
+def recorded(path: Path, suffix: str = "") -> dict[str, np.ndarray]:
+    """The inputs, targets and predictions (N, T, C, H, W) floats kept in a run's samples.npz
+    (``suffix`` "_3": the 3-digit test set)."""
     with np.load(Path(path) / runs.SAMPLES) as f:
-        return f["predictions"].astype(np.float32) / 255
+        return {k: f[k + suffix].astype(np.float32) / 255 for k in ("inputs", "targets", "predictions")
+                if k + suffix in f}
+
+
+def _scaled(img: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> scaled up by the integer factor that brings H nearest to TILE (at least 1)."""
+    s = max(1, round(TILE / img.shape[0]))
+    return img.repeat(s, axis=0).repeat(s, axis=1)
 
 
 def _tile(frame: np.ndarray) -> np.ndarray:
-    """(C, H, W) float in [0, 1] -> (H*S, W*S, 3) uint8."""
+    """(C, H, W) float in [0, 1] -> (H*s, W*s, 3) uint8 (`_scaled`)."""
     f = np.clip(frame, 0, 1)
     f = np.repeat(f, 3, axis=0) if f.shape[0] == 1 else f[:3]
-    img = (np.transpose(f, (1, 2, 0)) * 255).round().astype(np.uint8)
-    return img.repeat(SCALE, axis=0).repeat(SCALE, axis=1)
+    return _scaled((np.transpose(f, (1, 2, 0)) * 255).round().astype(np.uint8))
+
+
+def _heat(e: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (H, W) -> the |error| colour map: black through red to yellow."""
+    e = np.clip(e, 0, 1)
+    rgb = np.stack([np.minimum(1, 2 * e), np.clip(2 * e - 1, 0, 1), np.zeros_like(e)], axis=-1)
+    return (rgb * 255).round().astype(np.uint8)
 
 
 def _error_tile(err: np.ndarray) -> np.ndarray:
-    """Absolute error (C, H, W) -> a red heat map tile."""
-    e = np.clip(err.mean(axis=0), 0, 1)
-    rgb = np.stack([e, 0.15 * e, 0.15 * e], axis=-1)
-    img = (rgb * 255).round().astype(np.uint8)
-    return img.repeat(SCALE, axis=0).repeat(SCALE, axis=1)
+    """Absolute error (C, H, W) -> a heat map tile (scale: `colour_bar_tile`)."""
+    return _scaled(_heat(err.mean(axis=0)))
 
 
-CAPTION = 13                     # pixels of caption band above each row of tiles
+def colour_bar_tile(shape: tuple[int, ...]) -> np.ndarray:
+    """A tile of ``shape`` (H, W, 3) showing the |error| colour scale from 0 (left) to 1 (right),
+    with tick marks at 0, 0.5 and 1."""
+    h, w = shape[:2]
+    bar = _heat(np.tile(np.linspace(0, 1, w), (h, 1)))
+    bar[h - h // 4:, :] = 255
+    for x in (0, w // 2, w - 1):
+        bar[h - h // 4:, max(0, x - 1): x + 1] = 0
+    return bar
+
+
+def _font():
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)
+    except TypeError:                        # Pillow < 10.1: one bitmap size only
+        return ImageFont.load_default()
 
 
 def compose(rows: list[list[np.ndarray]], captions: list[list[str]] | None = None) -> np.ndarray:
@@ -118,10 +201,11 @@ def compose(rows: list[list[np.ndarray]], captions: list[list[str]] | None = Non
         from PIL import Image, ImageDraw
 
         img = Image.fromarray(canvas)
-        draw = ImageDraw.Draw(img)
+        draw, font = ImageDraw.Draw(img), _font()
         for i, row in enumerate(captions):
             for j, text in enumerate(row):
-                draw.text((GAP + j * (tw + GAP), GAP + i * (th + GAP + band)), text, fill=(0, 0, 0))
+                draw.text((GAP + j * (tw + GAP), GAP + i * (th + GAP + band) + 1), text,
+                          fill=(0, 0, 0), font=font)
         canvas = np.asarray(img).copy()
     return canvas
 
@@ -137,161 +221,232 @@ def png_bytes(img: np.ndarray) -> bytes:
 class Explorer:
     """The widget panel. ``explorer.widget`` is what a notebook displays."""
 
-    def __init__(self, root=None, device: str = "cpu", max_selected: int = 4):
+    def __init__(self, root=None, device: str = "cpu", max_selected: int = 3):
         import ipywidgets as W
 
         self.root = runs.runs_root(root)
         self.device = torch.device(device)
         self.choices = available_runs(root)
+        self._by_id = {c.run_id: c for c in self.choices}
         self._models: dict[str, tuple] = {}
-        self._cache: dict[tuple[str, int], np.ndarray] = {}
+        self._cache: dict[tuple, np.ndarray] = {}
         self._tests: dict[tuple, torch.Tensor] = {}
         self.message = W.HTML()
         if not self.choices:
             self.message.value = NO_RUNS_HELP.format(root=html.escape(str(self.root)))
             self.widget = W.VBox([self.message])
             return
-        from vpstudy.config import BASELINES
-
-        baseline = {c.run_id: c.label.split(" ")[0] in BASELINES for c in self.choices}
-        self.choices.sort(key=lambda c: (baseline[c.run_id], c.label))     # trained runs first
-        options = [(c.label, c.run_id) for c in self.choices]
-        trained = [c.run_id for c in self.choices if not baseline[c.run_id]]
-        shown_baselines = {}                      # one run of each baseline
-        for c in self.choices:
-            if baseline[c.run_id]:
-                shown_baselines.setdefault(c.label.split(" ")[0], c.run_id)
-        default = (trained[: max_selected - 1] + list(shown_baselines.values()))[:max_selected]
-        self.runs = W.SelectMultiple(options=options, value=tuple(default),
-                                     rows=min(6, len(options)), description="runs",
-                                     layout=W.Layout(width="95%"))
+        wide = W.Layout(width="95%")
+        self.table_filter = W.Dropdown(options=[ALL] + sorted({t for c in self.choices for t in c.tables}),
+                                       description="table")
+        self.model_filter = W.Dropdown(options=[ALL] + sorted({c.model for c in self.choices}),
+                                       description="model")
+        self.seed_filter = W.Dropdown(options=[ALL] + sorted({c.seed for c in self.choices}),
+                                      description="seed")
+        self.runs = W.SelectMultiple(options=[], rows=8, description="runs", layout=wide)
+        self.baselines = {name: W.Checkbox(value=name == "last-frame", description=text, indent=False,
+                                           layout=W.Layout(width="auto"))
+                          for name, text in BASELINE_NAMES.items()}
+        self.test_set = W.Dropdown(options=[("2 digits", "")], description="test set")
         self.sample = W.IntSlider(0, 0, 0, description="sequence", continuous_update=False)
         self.time = W.IntSlider(11, 11, 11, description="frame")      # the predicted frame's number
         self.play = W.Play(interval=400, min=11, max=11, step=1, description="play")
         W.jslink((self.play, "value"), (self.time, "value"))
         self.image = W.Image(format="png")
         self.table = W.HTML()
+        self._refilter()
+        self.runs.value = tuple(self._default_selection(max_selected))
         self._on_runs()
+        for f in (self.table_filter, self.model_filter, self.seed_filter):
+            f.observe(lambda _: self._refilter(), "value")
         self.runs.observe(lambda _: self._on_runs(), "value")
+        for box in self.baselines.values():
+            box.observe(lambda _: self._on_runs(), "value")
+        self.test_set.observe(lambda _: self._on_runs(), "value")
         self.sample.observe(lambda _: self.render(), "value")
         self.time.observe(lambda _: self.render(), "value")
-        self.widget = W.VBox([self.runs, W.HBox([self.sample, self.play, self.time]), self.message,
-                              self.image, self.table])
+        self.widget = W.VBox([
+            W.HBox([self.table_filter, self.model_filter, self.seed_filter]), self.runs,
+            W.HBox([W.Label("baselines:"), *self.baselines.values(), self.test_set]),
+            W.HBox([self.sample, self.play, self.time]), self.message, self.image, self.table])
+
+    # -------------------------------------------------------------- choosing
+    def _default_selection(self, n: int) -> list[str]:
+        """Per model, its run with the lowest final validation MSE (live ones first), for up to
+        ``n`` models of the first table that has runs of several models."""
+        def val(c: RunChoice) -> float:
+            hist = runs.RunDir(c.path).load().get("history") or [{}]
+            return float(hist[-1].get("val", {}).get("mse", float("inf")))
+
+        tables = sorted({t for c in self.choices for t in c.tables},
+                        key=lambda t: -len({c.model for c in self.choices if t in c.tables}))
+        pool = [c for c in self.choices if tables[0] in c.tables]
+        best: dict[str, RunChoice] = {}
+        for c in sorted(pool, key=lambda c: (not c.live, val(c))):
+            best.setdefault(c.model, c)
+        return [c.run_id for c in list(best.values())[:n]]
+
+    def _refilter(self) -> None:
+        """The run list: the runs the filters let through, after those already chosen."""
+        keep = list(self.runs.value)
+        table, model, seed = self.table_filter.value, self.model_filter.value, self.seed_filter.value
+        shown = [c for c in self.choices if c.run_id not in keep and (table == ALL or table in c.tables)
+                 and model in (ALL, c.model) and seed in (ALL, c.seed)]
+        self.runs.options = [(self._by_id[r].label, r) for r in keep] + [(c.label, c.run_id) for c in shown]
+        self.runs.value = tuple(keep)
 
     # -------------------------------------------------------------- data
-    def _choice(self, run_id: str) -> RunChoice:
-        return next(c for c in self.choices if c.run_id == run_id)
-
     def _load(self, run_id: str):
-        """(model or None, config) of a run; None when it shows its recorded samples."""
+        """(model or None, TrainConfig) of a run; None when it shows its recorded samples."""
         if run_id not in self._models:
             from vpstudy.config import TrainConfig
             from vpstudy.train import load_run_model
 
-            choice = self._choice(run_id)
-            if choice.live:
-                self._models[run_id] = load_run_model(choice.path, self.device)
-            else:
-                cfg = TrainConfig.from_dict(runs.RunDir(choice.path).load()["config"])
-                self._models[run_id] = (None, cfg)
+            choice = self._by_id[run_id]
+            self._models[run_id] = (load_run_model(choice.path, self.device) if choice.live
+                                    else (None, TrainConfig.from_dict(choice.config)))
         return self._models[run_id]
 
-    def _test_set(self, cfg) -> torch.Tensor:
+    def _test_sequences(self, cfg, digits: str) -> torch.Tensor:
+        """The fixed test set of ``cfg`` (``digits`` "": the main one; "3": the 3-digit one)."""
         from vpstudy.data import prepare_data
 
         key = (cfg.test_sequences, cfg.num_digits, cfg.seq_len, cfg.image_size, cfg.downsample,
-               cfg.digit_source, cfg.test_file, cfg.dataset, cfg.data_root)
+               cfg.digit_source, cfg.test_file, cfg.dataset, cfg.data_root, cfg.extra_test_digits)
         if key not in self._tests:                  # one copy per test set, kept
-            self._tests[key] = prepare_data(cfg, torch.device("cpu")).test
-        return self._tests[key]
+            data = prepare_data(cfg, torch.device("cpu"))
+            self._tests[key] = {"": data.test, **{str(n): x for n, x in data.extra_tests.items()}}
+        return self._tests[key][digits]
 
-    def prediction(self, run_id: str, index: int) -> np.ndarray:
-        """(T_out, C, H, W) prediction of run ``run_id`` for test sequence ``index``."""
-        key = (run_id, index)
+    def _sequence(self, index: int) -> np.ndarray:
+        """(T, C, H, W) test sequence ``index`` of the chosen test set."""
+        cfg, digits = self.cfg, self.test_set.value
+        if self._live_test:
+            return self._test_sequences(cfg, digits)[index].numpy()
+        r = recorded(self._by_id[self._selected[0]].path, f"_{digits}" if digits else "")
+        return np.concatenate([r["inputs"][index], r["targets"][index]])
+
+    def prediction(self, run_id: str, index: int, digits: str = "") -> np.ndarray:
+        """(T_out, C, H, W) prediction of run ``run_id`` for test sequence ``index`` (of the
+        3-digit test set with ``digits`` "3")."""
+        key = (run_id, index, digits)
         if key not in self._cache:
             from vpstudy.evaluate import predict
             from vpstudy.precision import autocast_dtype
 
             model, cfg = self._load(run_id)
             if model is None:
-                recorded = recorded_predictions(self._choice(run_id).path)
-                if index >= len(recorded):
+                preds = recorded(self._by_id[run_id].path, f"_{digits}" if digits else "")["predictions"]
+                if index >= len(preds):
                     raise IndexError(f"run {run_id} recorded predictions for the first "
-                                     f"{len(recorded)} test sequences only")
-                self._cache[key] = recorded[index]
+                                     f"{len(preds)} test sequences only")
+                self._cache[key] = preds[index]
                 return self._cache[key]
-            x = self._test_set(cfg)[index: index + 1, : cfg.in_frames]
+            x = self._test_sequences(cfg, digits)[index: index + 1, : cfg.in_frames]
             amp = autocast_dtype(cfg, self.device)      # the precision the run was evaluated in
             self._cache[key] = predict(model, x, self.device, amp)[0].numpy()
         return self._cache[key]
 
+    def _baseline(self, name: str, seq: np.ndarray) -> np.ndarray:
+        """What baseline ``name`` predicts for ``seq`` (built through the model registry)."""
+        from vpstudy.models import build_model
+
+        cfg = self.cfg
+        model = build_model(name, in_shape=tuple(seq[: cfg.in_frames].shape), out_frames=cfg.out_frames)
+        with torch.no_grad():
+            return model(torch.from_numpy(seq[None, : cfg.in_frames]))[0].numpy()
+
     # -------------------------------------------------------------- events
+    def _clear(self, why: str) -> None:
+        self.message.value, self.image.value, self.table.value = why, b"", ""
+
     def _on_runs(self) -> None:
-        selected = list(self.runs.value)
-        if not selected:
-            self.message.value = "Choose at least one run."
+        chosen = list(self.runs.value)
+        if not chosen:
+            self._selected = []
+            self._clear("Choose at least one run (the filters above narrow the list).")
             return
-        _, cfg = self._load(selected[0])
-        test = self._test_set(cfg)
+        _, cfg = self._load(chosen[0])
         self.cfg = cfg
-        recorded = [r for r in selected if not self._choice(r).live]
-        n = min([test.shape[0]] + [len(recorded_predictions(self._choice(r).path)) for r in recorded])
+        self._selected = [r for r in chosen if test_set_key(self._by_id[r].config) == test_set_key(cfg.to_dict())]
+        elsewhere = [self._by_id[r].label for r in chosen if r not in self._selected]
+        extra = [str(n) for n in cfg.extra_test_digits]
+        options = [(f"{cfg.num_digits} digits", "")] + [(f"{n} digits", n) for n in extra]
+        if [v for _, v in self.test_set.options] != [v for _, v in options]:
+            value = self.test_set.value if self.test_set.value in [v for _, v in options] else ""
+            self.test_set.options, self.test_set.value = options, value
+        digits = self.test_set.value
+        recorded_runs = [r for r in self._selected if not self._by_id[r].live]
+        self._live_test = not recorded_runs
+        suffix = f"_{digits}" if digits else ""
+        if self._live_test:
+            n = self._test_sequences(cfg, digits).shape[0]
+        else:
+            n = min(len(recorded(self._by_id[r].path, suffix).get("predictions", ())) for r in recorded_runs)
+            if n == 0:
+                self._clear(f"The chosen runs recorded no predictions on the {digits}-digit test set.")
+                return
+        self.sample.max = max(n - 1, 0)
         self.sample.value = min(self.sample.value, n - 1)
-        self.sample.max = n - 1
         first, last = cfg.in_frames + 1, cfg.seq_len               # frame numbers, from 1
         self.time.max = self.play.max = max(last, self.time.max)
         self.time.min = self.play.min = first
         self.time.max = self.play.max = last
-        self.message.value = (f"test set: {test.shape[0]} sequences ({cfg.dataset}, profile "
-                              f"{cfg.profile}); frames {cfg.in_frames + 1}–{cfg.seq_len} are predicted")
-        if recorded:
+        self.message.value = (f"test set: {n} sequences ({cfg.dataset}, "
+                              f"{digits or cfg.num_digits} digits, profile {cfg.profile}); frames "
+                              f"{first}–{last} are predicted")
+        if elsewhere:
+            self.message.value += ("<br>Not shown (another test set than the first chosen run's): "
+                                   + html.escape("; ".join(elsewhere)))
+        if recorded_runs:
             self.message.value += (
-                f"<br>{len(recorded)} of the chosen runs have no checkpoint here: they show the "
+                f"<br>{len(recorded_runs)} of the chosen runs have no checkpoint here: they show the "
                 f"predictions recorded in their samples.npz, so only the first {n} test sequences "
                 f"can be chosen. Re-train a run (same parameters) to predict on any sequence.")
         self.render()
 
     def render(self) -> None:
-        selected = list(self.runs.value)
-        if not selected:
+        if not getattr(self, "_selected", None):
             return
-        cfg, i = self.cfg, self.sample.value
+        cfg, i, digits = self.cfg, self.sample.value, self.test_set.value
         t = self.time.value - cfg.in_frames - 1                        # index into the targets
-        seq = self._test_set(cfg)[i].numpy()
+        seq = self._sequence(i)
         inputs, targets = seq[: cfg.in_frames], seq[cfg.in_frames: cfg.seq_len]
-        preds = {r: self.prediction(r, i) for r in selected}
-        letters = {r: chr(ord("A") + k) for k, r in enumerate(selected)}
-        models = {r: self._load(r)[1].model for r in selected}
+        preds = {chr(ord("A") + k): self.prediction(r, i, digits) for k, r in enumerate(self._selected)}
+        preds.update({BASELINE_NAMES[b]: self._baseline(b, seq) for b, box in self.baselines.items()
+                      if box.value})
+        runs_of = {chr(ord("A") + k): self._by_id[r] for k, r in enumerate(self._selected)}
+        names = {k: f"{k}: {c.model} s{c.seed}" for k, c in runs_of.items()}     # legend: the table
+        target_tile = _tile(targets[t])
         rows = [[_tile(f) for f in inputs],
-                [_tile(targets[t])] + [_tile(p[t]) for p in preds.values()],
-                [_tile(np.zeros_like(targets[t]))] + [_error_tile(np.abs(p[t] - targets[t]))
-                                                       for p in preds.values()]]
+                [target_tile] + [_tile(p[t]) for p in preds.values()],
+                [colour_bar_tile(target_tile.shape)] + [_error_tile(np.abs(p[t] - targets[t]))
+                                                        for p in preds.values()]]
         frame = self.time.value
         captions = [[f"observed t={k + 1}" if k == 0 else f"t={k + 1}" for k in range(len(inputs))],
-                    [f"target t={frame}"] + [f"{letters[r]}: {models[r]}" for r in preds],
-                    [""] + [f"|error| {letters[r]}" for r in preds]]
+                    [f"target t={frame}"] + [names.get(k, k) for k in preds],
+                    ["|error| 0 - 1"] + [f"|error| {k if k in runs_of else ''}" for k in preds]]
         self.image.value = png_bytes(compose(rows, captions))
-        self.table.value = self._metrics_html(targets, preds, t, letters)
+        self.table.value = self._metrics_html(targets, preds, t, runs_of)
 
     def _metrics_html(self, targets: np.ndarray, preds: dict[str, np.ndarray], t: int,
-                      letters: dict[str, str]) -> str:
+                      runs_of: dict[str, RunChoice]) -> str:
         y = torch.from_numpy(targets)[None]
         first = self.cfg.in_frames + 1
         head = "".join(f"<th>t={first + k}</th>" for k in range(targets.shape[0]))
-        labels = {c.run_id: c.label for c in self.choices}
-        legend = "".join(f"<li><b>{letters[r]}</b>: {html.escape(labels[r])} "
-                         f"<code>{html.escape(r)}</code></li>" for r in preds)
+        legend = "".join(f"<li><b>{k}</b>: {html.escape(c.label)} <code>{html.escape(c.run_id)}</code></li>"
+                         for k, c in runs_of.items())
         lines = [f"<p>Top row: the {self.cfg.in_frames} observed frames (t=1–{self.cfg.in_frames}). "
-                 f"Middle row: target frame t={first + t}, then each run's prediction of it. "
-                 f"Bottom row: each prediction's absolute error. Test sequence {self.sample.value}, "
-                 f"frame t={first + t}.</p><ul>{legend}</ul>",
-                 f"<table><tr><th>run</th><th>metric</th>{head}</tr>"]
-        for run_id, p in preds.items():
+                 f"Middle row: target frame t={first + t}, then each chosen prediction of it. "
+                 f"Bottom row: each prediction's absolute error (colour scale under the target). "
+                 f"Test sequence {self.sample.value}, frame t={first + t}.</p><ul>{legend}</ul>",
+                 f"<table><tr><th>prediction</th><th>metric</th>{head}</tr>"]
+        for key, p in preds.items():
             x = torch.from_numpy(p)[None]
             for name, vals in (("MSE", mse_per_frame(x, y)[0].tolist()),
                                ("SSIM", ssim_per_frame(x, y, data_range=2.0)[0].tolist())):
                 cells = "".join(
                     f"<td style='{'font-weight:bold;background:#ffe9a8' if k == t else ''}'>{v:.3f}</td>"
                     for k, v in enumerate(vals))
-                lines.append(f"<tr><td>{letters[run_id]}</td><td>{name}</td>{cells}</tr>")
+                lines.append(f"<tr><td>{html.escape(key)}</td><td>{name}</td>{cells}</tr>")
         return "\n".join(lines) + "</table>"

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from vpstudy import runs
 from vpstudy.cli_args import config_flags, parse_config_flags
@@ -149,6 +149,17 @@ def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[St
                 cfg = baseline_config(cfg, entry["model"])
                 params = {k: v for k, v in cfg.to_dict().items() if v is not None}
             out.append(StudyRun(entry["table"], entry["row"], entry.get("paper", {}), params, cfg))
+    return out
+
+
+def rows_by_run_id(profiles: Iterable[str], seeds: int) -> dict[str, list[tuple[str, str, str]]]:
+    """Which (study, table, row) each run id of ``profiles`` and seeds < ``seeds`` stands for
+    (a run shared by several rows, e.g. Table 1 'Disabled' = Table 2 'GELU', lists each)."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for name in study_names():
+        for profile in profiles:
+            for r in study_runs(name, profile, seeds):
+                out.setdefault(r.run_id, []).append((name, r.table, r.row))
     return out
 
 

@@ -18,6 +18,7 @@ from vpstudy.report.markdown import (
                                      build_report,
                                      comparisons_markdown,
                                      embed_images,
+                                     notebook_view,
                                      reports_dir,
                                      to_markdown,
                                      wall_time_text,
@@ -26,6 +27,6 @@ from vpstudy.report.records import records_by_id
 from vpstudy.report.tables import baseline_check, overview, settings_text, study_tables
 
 __all__ = ["REPORTS_ENV", "baseline_check", "build_report", "comparisons_markdown", "efficiency_figure",
-           "embed_images", "overview", "qualitative_grid", "reports_dir", "settings_text",
+           "embed_images", "notebook_view", "overview", "qualitative_grid", "reports_dir", "settings_text",
            "study_figures", "study_tables", "time_to_accuracy_curves", "to_markdown",
            "wall_time_text", "records_by_id"]

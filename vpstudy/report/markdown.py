@@ -135,6 +135,32 @@ def embed_images(markdown: str, base: Path) -> str:
     return re.sub(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)", inline, markdown)
 
 
+# How report.ipynb lays out the report: tables wrap their cells to fit the pane (long cells
+# break between words, run ids anywhere), small type, figures at most the pane's width.
+NOTEBOOK_CSS = """<style>
+.vpstudy-report table { table-layout: auto; width: 100%; font-size: 11px; border-collapse: collapse; }
+.vpstudy-report th, .vpstudy-report td { white-space: normal; overflow-wrap: anywhere;
+  max-width: 18em; padding: 2px 4px; vertical-align: top; }
+.vpstudy-report img { max-width: 100%; }
+</style>"""
+
+
+def notebook_view(index: Path, runs_table: pd.DataFrame) -> tuple[str, str]:
+    """What report.ipynb shows, as HTML: the report (``index``'s markdown rendered, figures
+    embedded) with tables that fit the pane, and every completed run in a collapsed block."""
+    import mistune
+
+    to_html = mistune.create_markdown(escape=False, plugins=["table"])
+    report = (f'{NOTEBOOK_CSS}<div class="vpstudy-report">'
+              f"{to_html(embed_images(index.read_text(), index.parent))}</div>")
+    rows = runs_table.to_html(index=False, float_format="{:.4g}".format) if len(runs_table) else (
+        "no runs yet: run <code>python -m vpstudy study simvp</code> first")
+    every_run = (f'{NOTEBOOK_CSS}<details class="vpstudy-report"><summary>Every completed run '
+                 f"({len(runs_table)}): what it is, its test metrics, size and wall time</summary>"
+                 f"{rows}</details>")
+    return report, every_run
+
+
 def _how_to_run(study: dict, table: str) -> str:
     dataset = study.get("tables", {}).get(table, {}).get("dataset", "mmnist")
     if dataset == "mmnist":
