@@ -5,9 +5,9 @@
     future = predict(model, cfg, observed)            # (T_in, C, H, W) -> (T_out, C, H, W) (vpstudy.predict)
 """
 
-__version__ = "0.1.0"
+from vpstudy._version import __version__
 
-__all__ = ["load_trained", "predict"]
+__all__ = ["__version__", "load_trained", "predict"]
 
 
 def __getattr__(name: str):

@@ -46,6 +46,7 @@ from vpstudy.config import TrainConfig
 WEIGHTS_ENV = "VPSTUDY_WEIGHTS"
 MANIFEST = "manifest.json"
 FORMAT = "vpstudy-weights-1"
+META_KEY = "vpstudy"             # the safetensors metadata entry: {format, model, run_id, config} as JSON
 PROFILE = "cpu"                  # the profile whose runs are shipped
 BUDGET_BYTES = 60_000_000        # all shipped files together
 FP16_TOLERANCE = 1e-3            # largest relative change of a test metric that fp16 may cause
@@ -125,11 +126,11 @@ def load_trained(name: str, weights: str | os.PathLike | None = None,
     cfg = TrainConfig.from_dict(entry["config"])
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            meta = runs.json_loads((f.metadata() or {}).get(META_KEY, "{}"))
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise WeightsError(f"{path} is not a readable safetensors file ({e}); re-export it") from e
-    stored = runs.json_loads(meta.get("config", "{}"))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path} is not a readable vpstudy safetensors file ({e}); re-export it") from e
+    stored = meta.get("config") or {}
     if stored != cfg.identity() or meta.get("run_id") != entry["run_id"] \
             or runs.run_id(cfg.identity()) != entry["run_id"]:
         diff = {k: (stored.get(k), v) for k, v in cfg.identity().items() if stored.get(k) != v}
@@ -250,8 +251,9 @@ def export_one(choice: Choice, record_dir: Path, out: Path, dtype: str = "auto",
     rounded = rounded.to(memory_format=memory_format_for(rounded))
     test = fixed_test_set(cfg)
     check = test[:CHECK_SEQUENCES]
-    run_amp = autocast_dtype(cfg, torch.device("cpu"))
-    run_precision = "bf16 autocast" if run_amp else "fp32"
+    prov = rec.get("provenance") or {}
+    run_precision = prov.get("precision") or ("bf16 autocast" if autocast_dtype(cfg, torch.device("cpu")) else "fp32")
+    run_amp = torch.bfloat16 if run_precision == "bf16 autocast" else None    # as the record was tested
     numbers = {prec: {"fp32": _evaluate(model, cfg, check, amp), "fp16": _evaluate(rounded, cfg, check, amp)}
                for prec, amp in (("fp32", None), (run_precision, run_amp))}
     change = max(_relative_change(n["fp32"], n["fp16"]) for n in numbers.values())
@@ -259,9 +261,8 @@ def export_one(choice: Choice, record_dir: Path, out: Path, dtype: str = "auto",
     tensors = fp16 if chosen_dtype == "float16" else fp32
     shipped = rounded if chosen_dtype == "float16" else model
     record_check = _record_scores(record_dir, CHECK_SEQUENCES)
-    prov = rec.get("provenance") or {}
-    meta = {"format": FORMAT, "model": name, "run_id": rec["id"], "config": runs.json_dumps(cfg.identity())}
-    blob = save(tensors, metadata=meta)
+    meta = {"format": FORMAT, "model": name, "run_id": rec["id"], "config": cfg.identity()}
+    blob = save(tensors, metadata={META_KEY: runs.json_dumps(meta)})     # one key: the same bytes every time
     file = f"{name}.safetensors"
     runs.atomic_write_bytes(out / file, blob)
     entry = {
