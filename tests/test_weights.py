@@ -157,3 +157,18 @@ def test_export_from_a_trained_run(trained_runs, tmp_path):
     assert lines[-1].startswith(f"wrote {tmp_path / 'manifest.json'}: 1 models")
     with pytest.raises(ValueError, match=r"no completed smoke-profile runs of \['gsta'\]"):
         export_weights([root], tmp_path, models=["gsta"], profile="smoke", log=lines.append)
+
+
+def test_export_refuses_a_retrained_checkpoint_that_did_not_reproduce_its_record(trained_runs, tmp_path):
+    root, rec, _ = trained_runs
+    committed, retrained = tmp_path / "runs", tmp_path / "runs-scratch"
+    shutil.copytree(rec["_dir"], committed / rec["id"], ignore=shutil.ignore_patterns(runs.CHECKPOINT))
+    shutil.copytree(rec["_dir"], retrained / rec["id"])
+    manifest = export_weights([committed, retrained], tmp_path / "w", profile="smoke", log=lambda s: None)
+    assert manifest["models"]["poolformer"]["run_id"] == rec["id"]          # reproduced: exported
+    rd = runs.RunDir(retrained / rec["id"])
+    other = rd.load()
+    other["test"]["mse"] *= 1.01
+    rd.save(other)
+    with pytest.raises(WeightsError, match="re-trained run's test MSE .* is not the recorded"):
+        export_weights([committed, retrained], tmp_path / "w", profile="smoke", log=lambda s: None)

@@ -359,6 +359,7 @@ def export_weights(roots: Sequence[str | os.PathLike | None], out: str | os.Path
                 manifest["skipped"][name] = {"best_run": choice.best["id"], "reason": reason, "command": command}
             continue
         record_dir = Path(records[choice.chosen["id"]]["_dir"])
+        _check_retrained(choice, record_dir)
         folder.mkdir(parents=True, exist_ok=True)
         manifest["models"][name] = export_one(choice, record_dir, folder, dtype, log)
         manifest["skipped"].pop(name, None)
@@ -371,6 +372,19 @@ def export_weights(roots: Sequence[str | os.PathLike | None], out: str | os.Path
     runs.atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     log(f"wrote {folder / MANIFEST}: {len(manifest['models'])} models, {total / 1e6:.1f} MB")
     return manifest
+
+
+def _check_retrained(choice: Choice, record_dir: Path) -> None:
+    """A checkpoint re-trained into another root than the record's: its own record's test MSE
+    must be the recorded one (training on the CPU is deterministic for the same thread count)."""
+    own_dir = choice.checkpoint.parent
+    if own_dir.resolve() == record_dir.resolve():
+        return
+    theirs, ours = runs.RunDir(own_dir).load()["test"]["mse"], choice.chosen["test"]["mse"]
+    if abs(theirs - ours) > FP16_TOLERANCE * abs(ours):
+        raise WeightsError(f"{choice.checkpoint}: the re-trained run's test MSE {theirs:.4f} is not the recorded "
+                           f"{ours:.4f} ({record_dir}); it did not reproduce the run (another thread count, "
+                           f"torch or code version?), so its weights are not the recorded model's")
 
 
 def check_weights(path: str | os.PathLike | None = None) -> list[str]:
