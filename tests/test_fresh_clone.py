@@ -80,3 +80,18 @@ def test_a_config_the_study_recorded_is_loaded_from_runs_not_trained(fresh_clone
     assert (out["status"], Path(out["dir"])) == ("completed", fresh_clone / "runs" / rid)
     assert not (fresh_clone / "runs-scratch").exists()
     assert _git(fresh_clone, "status", "--porcelain") == ""
+
+
+@pytest.mark.slow
+def test_predict_with_the_shipped_weights_in_a_fresh_clone(fresh_clone, tmp_path, real_clip):
+    """No run trained: the shipped weights predict a test sequence and a real clip."""
+    env = _env(fresh_clone, tmp_path)
+    for name, source in (("test7", ["--test-index", "7"]), ("bikes", ["--video", str(real_clip("bikes.mp4"))])):
+        out = tmp_path / f"{name}.gif"
+        done = subprocess.run([sys.executable, "-m", "vpstudy", "predict", "--model", "gsta", *source,
+                               "--out", str(out), "--no-progress"], cwd=fresh_clone, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "shipped gsta weights" in done.stdout and out.is_file()
+    assert not (fresh_clone / "runs-scratch").exists()
+    assert _git(fresh_clone, "status", "--porcelain") == ""

@@ -7,22 +7,30 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-CONDA_NAMES = {"pytorch": "torch"}          # conda package name -> PyPI name
+# conda-forge's name -> PyPI's, where they differ
+CONDA_NAMES = {"pytorch": "torch", "playwright-python": "playwright"}
 
 
 def _name(req: str) -> str:
     return re.split(r"[<>=!~ \[]", req.strip(), maxsplit=1)[0].lower()
 
 
-def test_environment_yml_names_the_same_dependencies_as_pyproject():
+def _version(req: str) -> str:
+    return req.strip()[len(_name(req)):].strip()
+
+
+def test_environment_yml_names_every_dependency_of_pyproject_from_conda_forge_only():
     py = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in py["dependencies"] + py["optional-dependencies"]["test"]}
+    wanted = {_name(r): _version(r) for r in py["dependencies"] + py["optional-dependencies"]["test"]}
     env = yaml.safe_load((REPO / "environment.yml").read_text())
-    conda = {CONDA_NAMES.get(_name(d), _name(d)) for d in env["dependencies"]
+    assert env["channels"] == ["conda-forge", "nodefaults"]          # no pytorch channel, no defaults
+    conda = {CONDA_NAMES.get(_name(d), _name(d)): _version(d) for d in env["dependencies"]
              if isinstance(d, str) and _name(d) not in ("pip", "python")}
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert pip_section == ["-e ."]
-    assert conda == wanted
+    runtime = {_name(r) for r in py["dependencies"]}
+    assert runtime <= set(conda), f"missing in environment.yml: {sorted(runtime - set(conda))}"
+    assert conda == wanted                     # the same packages and version ranges, nothing else
 
 
 def _readme_commands() -> dict[str, str]:

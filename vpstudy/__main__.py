@@ -1,4 +1,4 @@
-"""Command line: ``python -m vpstudy {train,describe,study,report,bench} ...``.
+"""Command line: ``python -m vpstudy {train,describe,study,report,bench,predict,weights} ...``.
 
 The training flags are the config's field names (``--lambda2 0.1``, ``--batch-size 16`` or
 ``--batch_size 16``): the same names the notebooks take as papermill parameters.
@@ -89,6 +89,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from vpstudy.predict import run_predict
+
+    run_predict(model=args.model, run=args.run, checkpoint=args.checkpoint, weights=args.weights,
+                video=args.video, frames=args.frames, npy=args.npy, test_index=args.test_index,
+                digits=args.digits, out=args.out, start=args.start, step=args.step, fps=args.fps,
+                mp4=args.mp4, device=args.device, progress=not args.no_progress)
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from vpstudy.weights import check_weights, export_weights
+
+    if args.action == "export":
+        export_weights(args.runs or [None], args.out, args.models, args.dtype)
+    else:
+        print("\n".join(check_weights(args.out)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vpstudy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,6 +175,40 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--out", default=None, help="also write the result as JSON to this file")
     b.set_defaults(func=cmd_bench)
+
+    pr = sub.add_parser("predict", help="predict the next frames of a video, frames, an array or a test sequence",
+                        description="Predict with a trained model; write a GIF (and an MP4 when ffmpeg is "
+                        "there) of observed | predicted | target, and per-frame MSE/SSIM when there is a target.")
+    which = pr.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="the shipped weights of this model (weights/manifest.json), e.g. gsta")
+    which.add_argument("--run", help="a run directory with its checkpoint.pt")
+    which.add_argument("--checkpoint", help="a checkpoint.pt (it holds its config)")
+    source = pr.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", help="a video file (mp4, avi, gif, ...)")
+    source.add_argument("--frames", help="a folder of frames (images, in the order of their names)")
+    source.add_argument("--npy", help="an .npy array of frames: (T,H,W), (T,H,W,C) or (T,C,H,W)")
+    source.add_argument("--test-index", "--test_index", type=int, help="sequence N of the model's fixed test set")
+    pr.add_argument("--digits", type=int, default=None, help="with --test-index: the fixed test set with this "
+                    "many digits (e.g. 3)")
+    pr.add_argument("--out", default="pred.gif", help="the GIF to write (default pred.gif); the MP4 goes beside it")
+    pr.add_argument("--no-mp4", dest="mp4", action="store_false", help="write the GIF only")
+    pr.add_argument("--start", type=int, default=0, help="first input frame to use (default 0)")
+    pr.add_argument("--step", type=int, default=1, help="use every STEP-th input frame (default 1)")
+    pr.add_argument("--fps", type=float, default=4.0, help="frames per second of the GIF/MP4 (default 4)")
+    pr.add_argument("--weights", default=None, help="shipped weights folder (default $VPSTUDY_WEIGHTS or ./weights)")
+    pr.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pr.set_defaults(func=cmd_predict)
+
+    w = sub.add_parser("weights", help="the shipped trained weights: list (and verify) or export them")
+    w.add_argument("action", choices=["list", "export"])
+    w.add_argument("--runs", nargs="+", default=None, help="export: runs roots with records and checkpoints "
+                   "(default: $VPSTUDY_RUNS or ./runs; records from the first that has one)")
+    w.add_argument("--out", default=None, help="weights folder (default $VPSTUDY_WEIGHTS or ./weights)")
+    w.add_argument("--models", nargs="+", default=None, help="export only these models")
+    w.add_argument("--dtype", default="auto", choices=["auto", "float16", "float32"],
+                   help="auto (default): float16 where the test metrics stay within 0.1%% of float32")
+    w.set_defaults(func=cmd_weights)
     return p
 
 

@@ -76,21 +76,27 @@ def load_checkpoint(path: Path, cfg: TrainConfig | None = None, model: nn.Module
             f"checkpoint (or pass force=True) to train from scratch."
         )
     if model is not None:
-        own = unwrap(model).state_dict()
-        theirs = state["model"]
-        missing = sorted(set(own) - set(theirs))
-        unexpected = sorted(set(theirs) - set(own))
-        shapes = [k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape]
-        if missing or unexpected or shapes:
-            raise CheckpointMismatch(
-                f"checkpoint {path} (model {state.get('model_name')!r}) does not fit model "
-                f"{getattr(unwrap(model), 'name', type(model).__name__)!r}: "
-                f"{len(missing)} missing, {len(unexpected)} unexpected, {len(shapes)} mis-shaped "
-                f"tensors (e.g. {(missing + unexpected + shapes)[:3]}). Load it into the model it was "
-                f"trained with."
-            )
-        unwrap(model).load_state_dict(theirs)
+        load_model_state(model, state["model"], f"checkpoint {path}", state.get("model_name"))
     return state
+
+
+def load_model_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str,
+                     model_name: str | None) -> None:
+    """Load ``tensors`` (a state dict read from ``source``, e.g. "checkpoint PATH") into ``model``
+    after checking that every tensor is there with its shape; cast to the model's dtypes."""
+    own = unwrap(model).state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    shapes = [k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointMismatch(
+            f"{source} (model {model_name!r}) does not fit model "
+            f"{getattr(unwrap(model), 'name', type(model).__name__)!r}: "
+            f"{len(missing)} missing, {len(unexpected)} unexpected, {len(shapes)} mis-shaped "
+            f"tensors (e.g. {(missing + unexpected + shapes)[:3]}). Load it into the model it was "
+            f"trained with."
+        )
+    unwrap(model).load_state_dict(tensors)
 
 
 def _verify_digest(path: Path, state: dict) -> None:

@@ -257,10 +257,10 @@ def hardware(device: str) -> dict[str, Any]:
 def provenance(device: str, data_source: str, seed: int) -> dict[str, Any]:
     import torch
 
-    import vpstudy
+    from vpstudy._version import __version__
 
     return {
-        "vpstudy_version": vpstudy.__version__,
+        "vpstudy_version": __version__,
         "git_commit": git_commit(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),

@@ -398,7 +398,8 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """Rebuild a recorded run's model and load its checkpoint (for the explorer and reports)."""
+    """Rebuild a recorded run's model and load its checkpoint (for the explorer and reports), in
+    the memory format it was trained and tested in (so its predictions are the recorded ones)."""
     rd = runs.RunDir(Path(run_dir))
     rec = rd.load()
     cfg = TrainConfig.from_dict(rec["config"])
@@ -410,7 +411,8 @@ def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> t
             f"run {rd.id} has no checkpoint ({rd.checkpoint_path}); re-run it with "
             f"`python -m vpstudy train` and the same parameters to recreate it"
         )
-    return model.to(device).eval(), cfg
+    model = model.to(device)
+    return model.to(memory_format=memory_format_for(model)).eval(), cfg
 
 
 def baseline_record(cfg: TrainConfig, model: str = "last-frame", root: str | Path | None = None,

@@ -25,12 +25,12 @@ from vpstudy.data.moving_mnist import (
     pixel_corners,
     render_frames,
 )
-from vpstudy.data.prepare import prepare_data
+from vpstudy.data.prepare import fixed_test_set, prepare_data
 from vpstudy.data.stream import StudyData, downsample_frames, epoch_seed, train_batches
 
 __all__ = [
     "AUGMENT_MODES", "DIGIT_SOURCES", "FIXED_SEEDS", "DataError", "MovingMNISTStream", "StudyData",
     "augment_sequences", "bouncing_trajectories", "cache_dir", "downsample_frames", "epoch_seed",
-    "fixed_sequences", "generate_moving_mnist", "load_digits", "load_mnist_test_seq", "pixel_corners",
+    "fixed_sequences", "fixed_test_set", "generate_moving_mnist", "load_digits", "load_mnist_test_seq", "pixel_corners",
     "prepare_data", "read_idx", "render_frames", "train_batches",
 ]

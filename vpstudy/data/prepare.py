@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from vpstudy.data.digits import load_digits
@@ -25,6 +27,18 @@ def prepare_data(cfg, device: torch.device) -> StudyData:
         data.extra_tests = {n: downsample_frames(x, f) for n, x in data.extra_tests.items()}
         data.source += (f"; frames area-averaged {f}x{f} to {cfg.frame_size}x{cfg.frame_size}")
     return data
+
+
+def fixed_test_set(cfg, num_digits: int | None = None) -> torch.Tensor:
+    """The fixed test set run ``cfg`` is scored on, (N, T, C, h, w) on the CPU at the model's
+    frame size: what ``prepare_data(cfg, ...).test`` holds. ``num_digits`` (Moving MNIST): the
+    fixed test set with that many digits instead, as ``extra_test_digits`` builds it."""
+    if num_digits is not None and num_digits != cfg.num_digits:
+        if cfg.dataset != "mmnist":
+            raise ValueError(f"num_digits={num_digits}: only Moving MNIST has test sets by digit "
+                             f"count; this run's dataset is {cfg.dataset!r}")
+        cfg = dataclasses.replace(cfg, num_digits=num_digits, test_file=None, extra_test_digits=())
+    return prepare_data(cfg, torch.device("cpu")).test
 
 
 def _moving_mnist(cfg, device: torch.device) -> StudyData:

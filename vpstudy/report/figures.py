@@ -25,18 +25,26 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def _final_val_mse(rec: dict) -> float:
+def final_val_mse(rec: dict) -> float:
     """The last validation MSE of a trained record (validation data only, never the test set)."""
     hist = rec.get("history") or []
     return float(hist[-1]["val"]["mse"]) if hist and "val" in hist[-1] else float("inf")
 
 
-def _lowest_validation(groups) -> dict[str, list[dict]]:
+def seeds_by_config(recs: list[dict]) -> list[list[dict]]:
+    """Records grouped by config: each group one config's seeds (ordered by run id, then seed)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for rec in sorted(recs, key=lambda r: (r["id"], r["config"]["seed"])):
+        groups[json.dumps({k: v for k, v in rec["config"].items() if k != "seed"}, sort_keys=True)].append(rec)
+    return list(groups.values())
+
+
+def lowest_validation(groups) -> dict[str, list[dict]]:
     """Per model, the group of records (one config's seeds) with the lowest mean final
     validation MSE, its records by seed; the first such group wins a tie."""
     chosen: dict[str, tuple[float, list[dict]]] = {}
     for recs in groups:
-        m, score = recs[0]["config"]["model"], float(np.mean([_final_val_mse(r) for r in recs]))
+        m, score = recs[0]["config"]["model"], float(np.mean([final_val_mse(r) for r in recs]))
         if m not in chosen or score < chosen[m][0]:
             chosen[m] = (score, sorted(recs, key=lambda r: r["config"]["seed"]))
     return {m: recs for m, (_, recs) in chosen.items()}
@@ -51,7 +59,7 @@ def _models_of(table_rows: list[StudyRun], by_id: dict[str, dict]) -> dict[str, 
         rec = by_id.get(r.run_id)
         if rec is not None and rec not in rows[(r.table, r.row)]:
             rows[(r.table, r.row)].append(rec)
-    chosen = _lowest_validation(rows.values())
+    chosen = lowest_validation(rows.values())
     order = sorted(chosen, key=lambda m: (not chosen[m][0].get("history"), m))
     return {m: chosen[m] for m in order}
 
@@ -151,11 +159,7 @@ def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[
     for rec in candidates:
         sets[_test_set_of(rec["config"])].append(rec)
     test_set, recs = max(sets.items(), key=lambda kv: (len(kv[1]), kv[0]))
-    by_config: dict[str, list[dict]] = defaultdict(list)       # a config's seeds together
-    for rec in sorted(recs, key=lambda r: (r["id"], r["config"]["seed"])):
-        key = json.dumps({k: v for k, v in rec["config"].items() if k != "seed"}, sort_keys=True)
-        by_config[key].append(rec)
-    best = _lowest_validation(by_config.values())
+    best = lowest_validation(seeds_by_config(recs))
     path = out / f"efficiency_{profile}.png"
     base = {}
     for rec in sorted(by_id.values(), key=lambda r: r["id"]):
