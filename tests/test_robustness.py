@@ -337,3 +337,18 @@ def test_bair_not_found_shows_both_layouts(tmp_path):
     msg = str(e.value)
     assert "processed_data/{train,test}/<traj_folder>/<k>/<0..29>.png" in msg
     assert "softmotion30_44k" in msg
+
+
+def test_temp_files_left_by_a_killed_write_are_removed_when_the_run_resumes(tmp_path):
+    cfg = make_config("smoke", **TINY)
+    train(cfg, tmp_path, progress=False, log=None, _stop_after_epoch=1)
+    rd = _run_dir(tmp_path, cfg)
+    left = [rd.path / f".{name}.{i:012x}.tmp" for i, name in enumerate((runs.CHECKPOINT, runs.SAMPLES, runs.RECORD))]
+    for p in left:
+        p.write_bytes(b"half a file")
+    keep = rd.path / "notes.tmp"                  # not a name atomic_write_bytes makes
+    keep.write_text("mine")
+    lines = []
+    assert train(cfg, tmp_path, progress=False, log=lines.append)["status"] == "completed"
+    assert not any(p.exists() for p in left) and keep.exists()
+    assert sum("a temp file left by an interrupted write" in line for line in lines) == 3

@@ -20,15 +20,17 @@ import hashlib
 import json
 import os
 import platform
+import re
 import secrets
 import socket
 import subprocess
 import tempfile
-import time
 import warnings
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
+
+from vpstudy.locks import Lock, RunError, RunLockedError  # noqa: F401 - the run errors live in locks
 
 RUNS_ENV = "VPSTUDY_RUNS"
 RECORD = "record.json"
@@ -113,6 +115,9 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")     # what atomic_write_bytes writes first
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never a torn one."""
     path = Path(path)
@@ -142,14 +147,6 @@ def read_json(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------- errors
-
-
-class RunError(RuntimeError):
-    """A run cannot go on (in use by another process, diverged); the message says what to do."""
-
-
-class RunLockedError(RunError):
-    """Another live process holds the run directory's lock."""
 
 
 class CorruptRecord(ValueError):
@@ -335,13 +332,26 @@ class RunDir:
         stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S.%f")
         target = self.path.with_name(f"{self.path.name}.replaced-{stamp}")
         self.path.rename(target)
-        moved_lock = _Lock(target / LOCK)
+        moved_lock = Lock(target / LOCK)
         if moved_lock.mine():
             moved_lock.path.unlink()
         return target
 
-    def lock(self) -> "_Lock":
-        return _Lock(self.path / LOCK)
+    def lock(self) -> Lock:
+        """The directory's lock (`vpstudy.locks`): ``with rd.lock():`` holds it, with a heartbeat."""
+        return Lock(self.path / LOCK)
+
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the temp files that a process killed mid-write left (``.checkpoint.pt.*.tmp``,
+        ``.samples.npz.*.tmp``, ``.record.json.*.tmp``); call with the lock held, so that no
+        live writer's file goes. Returns what was removed."""
+        gone = []
+        for p in self.path.glob(".*.tmp"):
+            if _TEMP_NAME.fullmatch(p.name) and p.is_file():
+                with suppress(OSError):
+                    p.unlink()
+                    gone.append(p)
+        return gone
 
     def check_not_in_use(self) -> None:
         """Raise :class:`RunLockedError` now if another live process holds the lock, before
@@ -349,86 +359,6 @@ class RunDir:
         lock = self.lock()
         if lock.held_by_another():
             raise lock.locked_error()
-
-
-def _lock_token(pid: int | None = None) -> str:
-    """What a lock file holds: the owner's pid (default: this process) and host."""
-    return f"{os.getpid() if pid is None else pid} {socket.gethostname()}"
-
-
-class _Lock:
-    """An exclusive lock file holding the owner's pid and host; a stale lock (dead pid on this
-    host) is taken over."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> "_Lock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                with os.fdopen(fd, "w") as f:
-                    f.write(_lock_token() + "\n")
-                return self
-            except FileExistsError:
-                if self._stale():
-                    self.path.unlink(missing_ok=True)
-                    continue
-                raise self.locked_error() from None
-        raise RunLockedError(f"could not lock {self.path}")
-
-    def held_by_another(self) -> bool:
-        """Whether a live process other than this one holds the lock."""
-        return self.path.exists() and not self._stale() and not self.mine()
-
-    def mine(self) -> bool:
-        """Whether this process holds the lock."""
-        try:
-            return self.path.read_text().strip() == _lock_token()
-        except OSError:
-            return False
-
-    def locked_error(self) -> RunLockedError:
-        return RunLockedError(
-            f"run directory {self.path.parent} is in use by another process "
-            f"({self._holder()}); wait for it to finish, or delete {self.path} if that "
-            f"process is gone"
-        )
-
-    def _holder(self) -> str:
-        try:
-            pid, host = self.path.read_text().split()
-            return f"pid {pid} on host {host}"
-        except (OSError, ValueError):
-            return "holder unknown"
-
-    def _stale(self) -> bool:
-        try:
-            pid_s, host = self.path.read_text().split()
-            if host != socket.gethostname():
-                return False
-            os.kill(int(pid_s), 0)
-            return False
-        except ProcessLookupError:
-            return True
-        except PermissionError:                # alive, owned by another user
-            return False
-        except ValueError:                     # empty or garbled: stale unless just being written
-            return self._age() > 10.0
-        except OSError:
-            return True
-
-    def _age(self) -> float:
-        try:
-            return time.time() - self.path.stat().st_mtime
-        except OSError:
-            return float("inf")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.mine():                        # only our own lock: the directory may have moved
-            with suppress(OSError):
-                self.path.unlink()
 
 
 @contextmanager
