@@ -18,8 +18,10 @@ from vpstudy.runs import INTERRUPTS, RunError
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vpstudy.distributed import launched_ranks
+    from vpstudy.lifeline import exit_with_parent
     from vpstudy.train import baseline_summary, train
 
+    exit_with_parent()                        # started by the study runner: die with it
     cfg = config_from_args(args)
     rec = train(cfg, args.runs, force=args.force, progress=not args.no_progress)
     if not launched_ranks().main:             # under torchrun: rank 0 reports
