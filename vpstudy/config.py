@@ -43,6 +43,7 @@ from vpstudy.enums import (
 )
 
 PROFILE_ENV = "VPSTUDY_PROFILE"
+MAX_SEED = 2**63 - 1           # torch.manual_seed takes 64 bits; seed + 1 seeds the KTH/BAIR validation draw
 RETIRED_FIELDS = ("extra",)     # empty in records written before it was removed; never used
 
 # Per-profile defaults. Fields not named here take the dataclass defaults.
@@ -202,8 +203,9 @@ def _validate(c: TrainConfig) -> None:
                  "test_sequences", "num_digits", "in_frames", "out_frames", "image_size",
                  "downsample"):
         _positive_int(name, getattr(c, name))
-    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {c.seed!r}")
+    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed <= MAX_SEED:
+        raise ValueError(f"seed={c.seed!r} is not a valid seed: a seed is an integer from 0 to "
+                         f"{MAX_SEED} (2**63 - 1, what torch's generators take)")
     if c.image_size % c.downsample:
         raise ValueError(f"downsample={c.downsample} must divide image_size={c.image_size} "
                          f"(frames are averaged over downsample x downsample blocks)")

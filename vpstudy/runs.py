@@ -16,8 +16,10 @@ aside (``<id>.replaced-<time>``) instead of overwriting it.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -124,16 +126,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     # created like open(path, "wb") would create it: mode 0666 less the process's umask
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"no space left on the device (or quota) while writing {path} "
+                           f"({len(data):,} bytes); the previous {path.name}, if any, is kept. Free "
+                           f"some space there, or pass --runs (set ${RUNS_ENV}) to another disk, and "
+                           f"run the same command again to resume") from e
         raise
 
 
@@ -147,6 +154,10 @@ def read_json(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------- errors
+
+
+class DiskFull(RunError):
+    """A write failed for want of space (ENOSPC, EDQUOT); the message names the file."""
 
 
 class CorruptRecord(ValueError):
@@ -369,10 +380,12 @@ def failures_recorded(rd: RunDir, config: dict[str, Any] | None = None) -> Itera
     try:
         yield
     except INTERRUPTS as e:
-        mark_failed(rd, f"{type(e).__name__}: {e}".rstrip(": "), config, status="interrupted")
+        with suppress(DiskFull):              # no room for the record either: the error says so
+            mark_failed(rd, f"{type(e).__name__}: {e}".rstrip(": "), config, status="interrupted")
         raise
     except BaseException as e:
-        mark_failed(rd, f"{type(e).__name__}: {e}", config)
+        with suppress(DiskFull):
+            mark_failed(rd, f"{type(e).__name__}: {e}", config)
         raise
 
 
@@ -458,6 +471,31 @@ def refusal(rd: RunDir, rec: dict[str, Any], base: Path) -> str | None:
                 return "its config does not hash to its id (the config was edited)"
         except KeyError as e:
             return f"its config lacks {e} (not written by a run)"
+    if rec.get("status") == "completed":
+        return _metrics_refusal(rec)
+    return None
+
+
+METRICS = ("mse", "mae", "ssim", "ssim_strict", "psnr")
+
+
+def _metrics_refusal(rec: dict[str, Any]) -> str | None:
+    """Why a completed record's test results cannot be published: no ``test``, no finite MSE,
+    or a metric that is not a number (in ``test`` or an ``extra_tests`` set)."""
+    test = rec.get("test")
+    if not isinstance(test, dict):
+        return "it is marked completed but has no test results"
+    sets = {"test": test, **{f"extra_tests[{n!r}]": r for n, r in (rec.get("extra_tests") or {}).items()}}
+    for where, res in sets.items():
+        if not isinstance(res, dict):
+            return f"its {where} is not a set of metrics"
+        for k in METRICS:
+            v = res.get(k)
+            if k in res and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                return f"its {where} {k} is {v!r}, not a number"
+    mse = test.get("mse")
+    if not isinstance(mse, (int, float)) or isinstance(mse, bool) or not math.isfinite(mse):
+        return f"its test mse is {mse!r}, not a finite number"
     return None
 
 

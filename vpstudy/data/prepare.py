@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from vpstudy.data.digits import load_digits
+from vpstudy.data.errors import DataError
 from vpstudy.data.moving_mnist import MovingMNISTStream, fixed_sequences, load_mnist_test_seq
 from vpstudy.data.stream import StudyData, downsample_frames
 
@@ -12,8 +15,9 @@ from vpstudy.data.stream import StudyData, downsample_frames
 def prepare_data(cfg, device: torch.device) -> StudyData:
     """Load or build every dataset run ``cfg`` needs: its training stream on ``device``, and
     its fixed validation and test sets at the model's frame size (``cfg.downsample``).
-    Raises before any training on missing or bad data."""
+    Raises before any training on missing or bad data, or on sets too large for the memory."""
     if cfg.dataset == "mmnist":
+        check_memory(cfg)                    # KTH/BAIR sets are capped by the clips on disk
         data = _moving_mnist(cfg, device)
     else:
         from vpstudy.data import video_data  # PIL and the TFRecord reader only when needed
@@ -25,6 +29,40 @@ def prepare_data(cfg, device: torch.device) -> StudyData:
         data.extra_tests = {n: downsample_frames(x, f) for n, x in data.extra_tests.items()}
         data.source += (f"; frames area-averaged {f}x{f} to {cfg.frame_size}x{cfg.frame_size}")
     return data
+
+
+def fixed_sets_bytes(cfg) -> int:
+    """About the peak memory of ``cfg``'s fixed validation and test sets (and extra test sets):
+    each frame held as uint8 while it is made or read and as float32 after (5 bytes a pixel)."""
+    sets = cfg.val_sequences + cfg.test_sequences * (1 + len(cfg.extra_test_digits))
+    return sets * cfg.seq_len * cfg.channels * cfg.image_size ** 2 * 5
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(cfg) -> None:
+    """:class:`DataError` before anything is allocated if the fixed sets would not fit."""
+    need, have = fixed_sets_bytes(cfg), available_memory()
+    if have is not None and need > have:
+        raise DataError(
+            f"the validation and test sets of this run need about {need / 2**30:,.1f} GiB of memory "
+            f"(val_sequences={cfg.val_sequences:,}, test_sequences={cfg.test_sequences:,}"
+            f"{f', extra_test_digits={list(cfg.extra_test_digits)}' if cfg.extra_test_digits else ''}, "
+            f"{cfg.seq_len} frames of {cfg.image_size}x{cfg.image_size}), and {have / 2**30:,.1f} GiB are "
+            f"available here; lower test_sequences (the papers test on 1,000) or val_sequences")
 
 
 def _moving_mnist(cfg, device: torch.device) -> StudyData:
