@@ -91,6 +91,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def runs_folder(value: str) -> str:
+    """``--runs``: a folder; an empty value (an unset shell variable) is refused, never read as
+    "the default", which for a study is the committed ``runs/``."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give the runs folder, "
+                                         "or leave --runs out for the default")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vpstudy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one model and write its run record")
     add_config_flags(t)
-    t.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS, else ./runs-scratch, "
-                   "which git ignores; a config the study recorded in ./runs is loaded from there)")
+    t.add_argument("--runs", default=None, type=runs_folder,
+                   help="runs root (default: $VPSTUDY_RUNS, else ./runs-scratch, which git ignores; "
+                   "a config the study recorded in ./runs is loaded from there)")
     t.add_argument("--force", action="store_true", help="re-run even if this config already completed "
                    "(the old run directory is moved aside, not overwritten)")
     t.add_argument("--json", action="store_true", help="print the run record as JSON on the last line")
@@ -121,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=1, help="runs at once")
     s.add_argument("--threads", type=int, default=None,
                    help="torch threads per run (default: this machine's cores / jobs)")
-    s.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
+    s.add_argument("--runs", default=None, type=runs_folder, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
     s.add_argument("--only", default=None, help="only runs whose table matches, e.g. 'Table 1'")
     s.add_argument("--executor", default="notebook", choices=["notebook", "command"],
                    help="notebook: papermill (default); command: `vpstudy train` (no Jupyter needed)")
@@ -131,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_study)
 
     r = sub.add_parser("report", help="regenerate reports/ from the run records")
-    r.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
+    r.add_argument("--runs", default=None, type=runs_folder, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
     r.add_argument("--out", default=None, help="output folder (default: $VPSTUDY_REPORTS or ./reports)")
     r.set_defaults(func=cmd_report)
 

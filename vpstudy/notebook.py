@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from vpstudy.config import TrainConfig, make_config
+from vpstudy.config import TrainConfig, digit_counts, make_config  # noqa: F401 - digit_counts re-exported
 
 # Parameters of the ablation notebook that are not config fields.
 RUNNER_PARAMS = {"runs_root", "force", "threads"}
@@ -69,27 +69,6 @@ def _check_runner_params(params: Mapping[str, Any]) -> None:
     threads = params.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be an integer >= 1 (None: torch's default), got {threads!r}")
-
-
-def digit_counts(value: Any) -> tuple[int, ...]:
-    """``extra_test_digits`` as a tuple: from "3,4", 3 or [3, 4]; anything else raises ValueError."""
-    if isinstance(value, str):
-        parts = [s.strip() for s in value.split(",") if s.strip()]
-    elif isinstance(value, (list, tuple)):
-        parts = list(value)
-    else:
-        parts = [value]
-    out = []
-    for p in parts:
-        try:
-            n = int(p) if isinstance(p, str) else p
-        except ValueError:
-            n = None
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"extra_test_digits must be digit counts >= 1, comma separated "
-                             f'(e.g. "3" or "3,4"), got {value!r}')
-        out.append(n)
-    return tuple(out)
 
 
 def metrics_table(results: Mapping[str, Mapping[str, Any]]):

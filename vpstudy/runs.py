@@ -447,12 +447,10 @@ def content_digest(record: dict[str, Any]) -> str:
 
 
 def config_run_id(config: dict[str, Any]) -> str:
-    """The run id a recorded config hashes to (as `TrainConfig.identity` would give it)."""
-    from vpstudy.config import RETIRED_FIELDS, TrainConfig
+    """The run id a recorded config hashes to, as it was written (`config.identity_of`)."""
+    from vpstudy.config import identity_of
 
-    identity = {k: v for k, v in config.items()
-                if k not in TrainConfig.NOT_IDENTITY and not (k in RETIRED_FIELDS and not v)}
-    return run_id(identity)
+    return run_id(identity_of(config))
 
 
 def refusal(rd: RunDir, rec: dict[str, Any], base: Path) -> str | None:

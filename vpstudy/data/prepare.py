@@ -65,12 +65,23 @@ def check_memory(cfg) -> None:
             f"available here; lower test_sequences (the papers test on 1,000) or val_sequences")
 
 
+def check_test_file(cfg) -> None:
+    """:class:`DataError` if the test file's content is not what the config's identity holds."""
+    from vpstudy.config import file_sha256
+
+    if cfg.test_file_sha256 and os.path.isfile(cfg.test_file) and file_sha256(cfg.test_file) != cfg.test_file_sha256:
+        raise DataError(f"test_file {cfg.test_file} has changed since this run's config was made (its "
+                        f"SHA-256 is no longer {cfg.test_file_sha256[:12]}…): a changed test set is "
+                        f"another run; make the config again from the file as it is now")
+
+
 def _moving_mnist(cfg, device: torch.device) -> StudyData:
     images, _ = load_digits("train", source=cfg.digit_source, root=cfg.digit_root)
     train = MovingMNISTStream(cfg, torch.from_numpy(images).to(device))
     common = dict(seq_len=cfg.seq_len, size=cfg.image_size, source=cfg.digit_source, root=cfg.digit_root)
     val = fixed_sequences("val", cfg.val_sequences, num_digits=cfg.num_digits, **common)
     if cfg.test_file:
+        check_test_file(cfg)
         test = load_mnist_test_seq(cfg.test_file, num_sequences=cfg.test_sequences)
         if test.shape[1] < cfg.seq_len or test.shape[-1] != cfg.image_size:
             raise ValueError(
