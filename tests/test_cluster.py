@@ -108,7 +108,7 @@ def test_a_run_lost_with_its_dask_worker_is_not_reported_as_failed(tmp_path, cap
     lost, ok = _table2(tmp_path)
 
     @contextmanager
-    def pool(jobs, cluster=None):
+    def pool(jobs, cluster=None, security=None):
         def submit(f, run):
             fut = Future()
             if run.run_id == lost.id:
@@ -167,3 +167,29 @@ def test_a_train_child_dies_with_the_worker_that_started_it(tmp_path):
     assert (rec["status"], rec["error"]) == ("interrupted", "RunInterrupted: stopped by SIGTERM")
     assert not rd.lock().path.exists()
     assert (rd.path / "train.log").read_text().startswith("--- ")
+
+
+def test_an_open_scheduler_address_is_warned_about_and_tls_files_are_checked(tmp_path, capsys):
+    from vpstudy.study import dask_security, open_cluster_warning
+
+    for address in ("tcp://10.1.2.3:8786", "203.0.113.7:8786"):
+        warning = open_cluster_warning(address, None)
+        assert warning.startswith(f"warning: the Dask scheduler {address} is not on this machine's loopback")
+        assert "--cluster-security CA,CERT,KEY" in warning
+    for address in ("tcp://127.0.0.1:8786", "tcp://localhost:8786", "local:2"):
+        assert open_cluster_warning(address, None) is None
+    files = []
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
+        files.append(str(tmp_path / name))
+    security = dask_security(",".join(files))
+    assert security.require_encryption and security.tls_ca_file == files[0]
+    assert (security.tls_client_cert, security.tls_client_key) == tuple(files[1:])
+    assert open_cluster_warning("tls://10.1.2.3:8786", security) is None
+    with pytest.raises(ValueError, match="three PEM files, CA,CERT,KEY"):
+        dask_security(files[0])
+    with pytest.raises(ValueError, match=f"no such file {tmp_path / 'nope.pem'}"):
+        dask_security(f"{files[0]},{files[1]},{tmp_path / 'nope.pem'}")
+    with pytest.raises(ValueError, match="three PEM files"):           # before any work
+        run_study("simvp", "smoke", root=tmp_path / "runs", cluster="tcp://10.1.2.3:8786", cluster_security="x")
+    assert not (tmp_path / "runs").exists()

@@ -57,7 +57,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     return run_study(args.name, profile=args.profile, seeds=args.seeds, jobs=args.jobs,
                      root=args.runs, only=args.only, executor=args.executor,
-                     cluster=args.cluster, threads=args.threads)
+                     cluster=args.cluster, threads=args.threads, cluster_security=args.cluster_security)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cluster", default=None,
                    help="run on Dask distributed: local:N (N worker processes here) or a scheduler "
                         "address, e.g. tcp://host:8786 (workers must share the runs root)")
+    s.add_argument("--cluster-security", default=None, metavar="CA,CERT,KEY",
+                   help="Dask over TLS: the certificate authority, this client's certificate and key "
+                        "(PEM files; the scheduler and workers take the same, with a tls:// address)")
     s.set_defaults(func=cmd_study)
 
     r = sub.add_parser("report", help="regenerate reports/ from the run records")

@@ -235,8 +235,52 @@ def _local_workers(cluster: str) -> int:
     return int(n)
 
 
+def dask_security(spec: str | None) -> Any:
+    """Dask's TLS settings from ``--cluster-security CA,CERT,KEY`` (three PEM files: the
+    certificate authority, and this client's certificate and key), with encryption required;
+    None for None. The scheduler and workers take the same files (``dask scheduler
+    --tls-ca-file CA --tls-cert CERT --tls-key KEY``, the same for ``dask worker``)."""
+    if spec is None:
+        return None
+    files = [p.strip() for p in spec.split(",")]
+    if len(files) != 3 or not all(files):
+        raise ValueError(f"--cluster-security {spec!r}: give three PEM files, CA,CERT,KEY (the certificate "
+                         f"authority, this client's certificate and its key)")
+    missing = [p for p in files if not os.path.isfile(p)]
+    if missing:
+        raise ValueError(f"--cluster-security: no such file {missing[0]}")
+    from distributed import Security
+
+    ca, cert, key = files
+    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
+def open_cluster_warning(address: str, security: Any) -> str | None:
+    """A warning when a scheduler address is not on this machine's loopback and no TLS is set:
+    plain Dask TCP has neither authentication nor encryption (whoever reaches the scheduler
+    runs code on the workers)."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    if security is not None or address.startswith("local:"):
+        return None
+    host = urlsplit(address if "://" in address else f"tcp://{address}").hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: the Dask scheduler {address} is not on this machine's loopback and no "
+            f"--cluster-security is set: Dask's plain TCP has no authentication or encryption, so "
+            f"anyone who can reach it can run code on the workers. Bind it to a private network "
+            f"(dask scheduler --host 10.x.y.z) behind a firewall, or use TLS (tls:// and "
+            f"--cluster-security CA,CERT,KEY)")
+
+
 @contextmanager
-def run_pool(jobs: int, cluster: str | None = None) -> Iterator[tuple[Callable, Callable]]:
+def run_pool(jobs: int, cluster: str | None = None, security: Any = None) -> Iterator[tuple[Callable, Callable]]:
     """``(submit, as_completed)`` of the pool that executes a study's runs.
 
     Without ``cluster``: ``jobs`` threads here, each driving one run in a child process. With
@@ -257,21 +301,25 @@ def run_pool(jobs: int, cluster: str | None = None) -> Iterator[tuple[Callable, 
     with ExitStack() as stack:
         if cluster.startswith("local:"):
             address = stack.enter_context(LocalCluster(n_workers=_local_workers(cluster), threads_per_worker=1,
-                                                       processes=True, dashboard_address=None))
+                                                       processes=True, dashboard_address=None,
+                                                       host="127.0.0.1", security=security))
         else:
             address = cluster
-        client = stack.enter_context(Client(address, timeout=30))
+        client = stack.enter_context(Client(address, timeout=30, security=security))
         yield (lambda f, *a: client.submit(f, *a, pure=False)), dask_completed
 
 
 def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int = 1,
               root: str | os.PathLike | None = None, only: str | None = None,
-              executor: str = "notebook", cluster: str | None = None, threads: int | None = None) -> int:
+              executor: str = "notebook", cluster: str | None = None, threads: int | None = None,
+              cluster_security: str | None = None) -> int:
     """Run every distinct config of study ``name``; return 0, or 1 if any run failed or was lost
     with its Dask worker (a run another process is training is left to it: not a failure).
 
     ``threads``: torch threads per run (default: this machine's cores shared by its runs), e.g.
     1 to leave a core free for other work.
+
+    ``cluster_security``: ``CA,CERT,KEY`` PEM files for Dask over TLS (`dask_security`).
 
     ``executor``: ``notebook`` (papermill, the executed notebook kept beside the record) or
     ``command`` (``python -m vpstudy train``, for machines without Jupyter). ``cluster``:
@@ -288,6 +336,9 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     if threads is not None and threads < 1:
         raise ValueError(f"threads={threads} must be a positive integer (torch threads per run)")
     local = not cluster or cluster.startswith("local:")
+    security = dask_security(cluster_security)    # a bad value stops here, before any work
+    if cluster and (warning := open_cluster_warning(cluster, security)):
+        print(warning, file=sys.stderr, flush=True)
     workers = _local_workers(cluster) if cluster and local else max(1, jobs)   # a bad value stops here
     profile = profile or default_profile()
     rows = study_runs(name, profile, seeds)
@@ -329,7 +380,7 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
 
     counts = {DONE: 0, IN_USE: 0, LOST: 0, FAILED: 0}
     failures: list[tuple[StudyRun, str, str]] = []
-    with run_pool(jobs, cluster) as (submit, completed):
+    with run_pool(jobs, cluster, security) as (submit, completed):
         futures = {submit(one, r): r for r in pending}
         for i, fut in enumerate(completed(list(futures)), 1):
             try:
