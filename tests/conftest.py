@@ -51,16 +51,17 @@ def trained_runs(tmp_path_factory, cache_dir):
 def lock_held_elsewhere():
     """``hold(run_dir)``: make ``run_dir``'s lock look held by another live process on this
     host (a sleeping child, killed at teardown)."""
+    import socket
     import subprocess
     import sys
 
-    from vpstudy import runs
+    from vpstudy import locks, runs
 
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
 
     def hold(rd: "runs.RunDir") -> None:
         rd.path.mkdir(parents=True, exist_ok=True)
-        rd.lock().path.write_text(runs._lock_token(other.pid) + "\n")
+        rd.lock().path.write_text(locks.lock_text(other.pid, socket.gethostname(), "elsewhere"))
 
     yield hold
     other.kill()

@@ -44,3 +44,63 @@ def test_roundtrip_and_identity():
     assert "device" not in ident and ident["lambda2"] == 0.1
     with pytest.raises(ValueError, match="unknown config field"):
         TrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+# ---------------------------------------------------------------- identity (issue 24)
+
+
+def test_equivalent_spellings_are_one_run_and_keep_the_canonical_id(monkeypatch):
+    from vpstudy import runs
+    from vpstudy.notebook import ablation_config
+
+    def rid(**kw):
+        return runs.run_id(make_config("smoke", **kw).identity())
+
+    canonical = rid(extra_test_digits=(3,))
+    for spelling in ("3", 3, [3], "3,3", (3, 3), "2,3", [3, 2]):    # 2 is the main test set's count
+        assert rid(extra_test_digits=spelling) == canonical, spelling
+    assert rid(extra_test_digits="4,3") == rid(extra_test_digits=[3, 4])
+    assert rid(extra_test_digits="2") == rid(extra_test_digits=2) == rid(extra_test_digits=[2]) == rid()
+    plain = rid()
+    assert rid(data_root="/data/kth") == plain                      # not read for Moving MNIST
+    assert rid(crop_size=40) == plain and rid(crop_size=40, augment="crop") != rid(augment="crop")
+    assert rid(test_file="") == rid(digit_root="", data_root="") == plain
+    assert make_config("smoke", extra_test_digits="3,3").to_dict()["extra_test_digits"] == [3]
+    monkeypatch.setenv("VPSTUDY_PROFILE", "smoke")
+    assert runs.run_id(ablation_config({"extra_test_digits": "2"}).identity()) == plain
+
+
+def test_the_test_file_content_is_part_of_the_run_identity(tmp_path):
+    import hashlib
+
+    import numpy as np
+
+    from vpstudy import runs
+    from vpstudy.config import TrainConfig
+    from vpstudy.data import DataError
+    from vpstudy.data.prepare import check_test_file
+
+    path = tmp_path / "mnist_test_seq.npy"
+    np.save(path, np.zeros((20, 4, 64, 64), np.uint8))
+    zeros = make_config("smoke", test_file=str(path))
+    assert zeros.identity()["test_file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    np.save(path, np.full((20, 4, 64, 64), 255, np.uint8))          # changed in place
+    ones = make_config("smoke", test_file=str(path))
+    assert runs.run_id(ones.identity()) != runs.run_id(zeros.identity())
+    with pytest.raises(DataError, match=f"test_file {path} has changed since this run's config was made"):
+        check_test_file(zeros)
+    check_test_file(ones)
+    again = TrainConfig.from_dict(zeros.to_dict())                   # a record's config: its own digest
+    assert runs.run_id(again.identity()) == runs.run_id(zeros.identity())
+    assert runs.config_run_id(zeros.to_dict()) == runs.run_id(zeros.identity())
+    assert "test_file_sha256" not in make_config("smoke").identity()  # ids without a test file unchanged
+
+
+def test_an_empty_runs_folder_is_refused(capsys):
+    from vpstudy.__main__ import main
+
+    for argv in (["train", "--runs", ""], ["study", "simvp", "--runs", " "], ["report", "--runs", ""]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert "--runs: is empty (an unset shell variable?)" in capsys.readouterr().err

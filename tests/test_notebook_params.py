@@ -18,7 +18,8 @@ def _defaults() -> dict:
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     ns: dict = {}
     exec("".join(cell["source"]), ns)
-    return {k: v for k, v in ns.items() if not k.startswith("__") and k != "Optional"}   # its typing import
+    return {k: v for k, v in ns.items()                                 # less the cell's imports
+            if not k.startswith("__") and k not in ("Optional", "guard_injected_parameters")}
 
 
 def test_notebook_defaults_give_the_profile_defaults(monkeypatch):
@@ -169,3 +170,57 @@ def test_papermill_with_a_wrong_value_stops_early_and_creates_no_run(tmp_path):
     executed = [c for c in out["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
     assert len(executed) <= 3                                  # parameters, injected, validation
     assert list(root.iterdir()) == []
+
+
+# ---------------------------------------------------------------- papermill's injected cell (issue 24)
+
+
+def _injected(params: dict) -> str:
+    from papermill.translators import PythonTranslator
+
+    return PythonTranslator.codify(params, "Parameters")      # the cell papermill writes
+
+
+def test_injected_parameters_with_code_in_a_name_or_an_unknown_name_never_run(tmp_path):
+    """In a real IPython shell: the notebook's parameters cell, then papermill's injected cell.
+    A misspelt name (given as YAML, a list) and a name that carries code are refused before any
+    line of the injected cell runs; known names with literal values run as before."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    nb = json.loads(NOTEBOOK.read_text())
+    params_cell = "".join(next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))["source"])
+    shell = InteractiveShell.instance()
+    try:
+        marker = tmp_path / "ran"
+        code_name = f"x = 1\nopen({str(marker)!r}, 'w').close()\ny"
+        for params, refused in (({"lambda2": 0.5, "lamda2": [0.1]}, "unknown notebook parameter(s) ['lamda2']"),
+                                ({"epochs": 3, code_name: 1}, "is not `name = value`: \"open(")):
+            shell.run_cell(params_cell)
+            result = shell.run_cell(_injected(params))
+            assert isinstance(result.error_in_exec, ValueError), params
+            assert str(result.error_in_exec).startswith("papermill's parameters were refused before any of them ran")
+            assert refused in str(result.error_in_exec)
+            assert shell.user_ns["lambda2"] == 0.0 and shell.user_ns["epochs"] is None   # nothing ran
+            assert not marker.exists()
+        shell.run_cell(params_cell)
+        assert shell.run_cell(_injected({"lambda2": 0.5, "extra_test_digits": "3"})).success
+        assert shell.user_ns["lambda2"] == 0.5
+        assert sum(getattr(t, "vpstudy_guard", False) for t in shell.input_transformers_cleanup) == 1
+    finally:
+        InteractiveShell.clear_instance()
+
+
+def test_a_misspelt_parameter_given_as_yaml_is_refused_by_the_validation_too(monkeypatch):
+    monkeypatch.setenv("VPSTUDY_PROFILE", "smoke")
+    with pytest.raises(ValueError, match=r"unknown notebook parameter\(s\) \['lamda2'\]"):
+        ablation_config({**_defaults(), "lamda2": [0.1]})
+
+
+@pytest.mark.slow
+def test_papermill_refuses_a_name_carrying_code_before_it_runs(tmp_path):
+    marker = tmp_path / "ran"
+    res = subprocess.run([sys.executable, "-m", "papermill", str(NOTEBOOK), str(tmp_path / "out.ipynb"),
+                          "-p", f"x = 1\nopen({str(marker)!r}, 'w').close()\ny", "1", "-p", "profile", "smoke",
+                          "--cwd", str(REPO)], capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "papermill's parameters were refused" in res.stderr + res.stdout
+    assert not marker.exists()

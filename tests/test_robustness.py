@@ -337,3 +337,87 @@ def test_bair_not_found_shows_both_layouts(tmp_path):
     msg = str(e.value)
     assert "processed_data/{train,test}/<traj_folder>/<k>/<0..29>.png" in msg
     assert "softmotion30_44k" in msg
+
+
+def test_temp_files_left_by_a_killed_write_are_removed_when_the_run_resumes(tmp_path):
+    cfg = make_config("smoke", **TINY)
+    train(cfg, tmp_path, progress=False, log=None, _stop_after_epoch=1)
+    rd = _run_dir(tmp_path, cfg)
+    left = [rd.path / f".{name}.{i:012x}.tmp" for i, name in enumerate((runs.CHECKPOINT, runs.SAMPLES, runs.RECORD))]
+    for p in left:
+        p.write_bytes(b"half a file")
+    keep = rd.path / "notes.tmp"                  # not a name atomic_write_bytes makes
+    keep.write_text("mine")
+    lines = []
+    assert train(cfg, tmp_path, progress=False, log=lines.append)["status"] == "completed"
+    assert not any(p.exists() for p in left) and keep.exists()
+    assert sum("a temp file left by an interrupted write" in line for line in lines) == 3
+
+
+# ---------------------------------------------------------------- 8. one-line errors (issue 24)
+
+
+def test_a_full_disk_is_a_one_line_error_naming_the_file_and_keeps_the_checkpoint(tmp_path, capsys, monkeypatch):
+    import errno
+
+    cfg = make_config("smoke", **TINY)
+    train(cfg, tmp_path, progress=False, log=None, _stop_after_epoch=1)
+    rd = _run_dir(tmp_path, cfg)
+    good = rd.checkpoint_path.read_bytes()
+    real_fsync = os.fsync
+
+    def full(fd):
+        if "checkpoint.pt" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+    monkeypatch.setattr(runs.os, "fsync", full)
+    assert main(["train", *TINY_FLAGS, "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no space left on the device (or quota) while writing {rd.checkpoint_path} (")
+    assert err.count("\n") == 1 and "--runs" in err
+    assert rd.checkpoint_path.read_bytes() == good and not list(rd.path.glob(".*.tmp"))
+    assert rd.load()["status"] == "failed" and "no space left" in rd.load()["error"]
+
+
+def test_a_test_set_too_large_for_the_memory_is_refused_before_it_is_allocated(tmp_path, capsys):
+    from vpstudy.data.prepare import available_memory, fixed_sets_bytes
+
+    cfg = make_config("smoke", **{**TINY, "test_sequences": 50_000_000})
+    assert fixed_sets_bytes(cfg) == (4 + 50_000_000) * 20 * 64 * 64 * 5 > available_memory()
+    assert main(["train", *TINY_FLAGS, "--test-sequences", "50000000", "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the validation and test sets of this run need about 19,073.5 GiB of memory "
+                          "(val_sequences=4, test_sequences=50,000,000")
+    assert "lower test_sequences" in err and err.count("\n") == 1
+
+
+def test_seed_out_of_range_names_the_seed_and_the_range():
+    with pytest.raises(ValueError, match=r"seed=1180591620717411303424 is not a valid seed: a seed is an "
+                                         r"integer from 0 to 9223372036854775807"):
+        make_config("smoke", seed=2**70)
+    assert make_config("smoke", seed=2**63 - 1).seed == 2**63 - 1
+
+
+def test_a_completed_record_without_test_results_or_with_a_text_mse_is_skipped_by_the_report(
+        trained_runs, tmp_path, capsys):
+    import shutil
+    import warnings
+
+    src, rec, base = trained_runs
+    root = tmp_path / "runs"
+    shutil.copytree(src, root)
+    broken = {}                                       # run id -> record path, in order
+    for lambda2, test in ((0.1, None), (0.2, {"mse": "12.35", "ssim": 0.9})):
+        cfg = make_config("smoke", lambda2=lambda2)
+        rd = _run_dir(root, cfg)
+        rd.save({"id": rd.id, "status": "completed", "config": cfg.to_dict(),
+                 **({"test": test} if test else {})})
+        broken[rd.id] = rd.record_path
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["report", "--runs", str(root), "--out", str(tmp_path / "reports")]) == 0
+    said = {str(w.message) for w in caught if issubclass(w.category, runs.RefusedRecord)}
+    missing, text = broken.values()
+    assert said == {f"skipping run record {missing}: it is marked completed but has no test results",
+                    f"skipping run record {text}: its test mse is '12.35', not a number"}
+    assert sorted(r["id"] for r in runs.load_records(root)) == sorted([rec["id"], base["id"]])

@@ -18,8 +18,10 @@ from vpstudy.runs import INTERRUPTS, RunError
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vpstudy.distributed import launched_ranks
+    from vpstudy.lifeline import exit_with_parent
     from vpstudy.train import baseline_summary, train
 
+    exit_with_parent()                        # started by the study runner: die with it
     cfg = config_from_args(args)
     rec = train(cfg, args.runs, force=args.force, progress=not args.no_progress)
     if not launched_ranks().main:             # under torchrun: rank 0 reports
@@ -55,7 +57,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     return run_study(args.name, profile=args.profile, seeds=args.seeds, jobs=args.jobs,
                      root=args.runs, only=args.only, executor=args.executor,
-                     cluster=args.cluster, threads=args.threads)
+                     cluster=args.cluster, threads=args.threads, cluster_security=args.cluster_security)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -109,6 +111,15 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def runs_folder(value: str) -> str:
+    """``--runs``: a folder; an empty value (an unset shell variable) is refused, never read as
+    "the default", which for a study is the committed ``runs/``."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give the runs folder, "
+                                         "or leave --runs out for the default")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vpstudy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one model and write its run record")
     add_config_flags(t)
-    t.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS, else ./runs-scratch, "
-                   "which git ignores; a config the study recorded in ./runs is loaded from there)")
+    t.add_argument("--runs", default=None, type=runs_folder,
+                   help="runs root (default: $VPSTUDY_RUNS, else ./runs-scratch, which git ignores; "
+                   "a config the study recorded in ./runs is loaded from there)")
     t.add_argument("--force", action="store_true", help="re-run even if this config already completed "
                    "(the old run directory is moved aside, not overwritten)")
     t.add_argument("--json", action="store_true", help="print the run record as JSON on the last line")
@@ -139,17 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=1, help="runs at once")
     s.add_argument("--threads", type=int, default=None,
                    help="torch threads per run (default: this machine's cores / jobs)")
-    s.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
+    s.add_argument("--runs", default=None, type=runs_folder, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
     s.add_argument("--only", default=None, help="only runs whose table matches, e.g. 'Table 1'")
     s.add_argument("--executor", default="notebook", choices=["notebook", "command"],
                    help="notebook: papermill (default); command: `vpstudy train` (no Jupyter needed)")
     s.add_argument("--cluster", default=None,
                    help="run on Dask distributed: local:N (N worker processes here) or a scheduler "
                         "address, e.g. tcp://host:8786 (workers must share the runs root)")
+    s.add_argument("--cluster-security", default=None, metavar="CA,CERT,KEY",
+                   help="Dask over TLS: the certificate authority, this client's certificate and key "
+                        "(PEM files; the scheduler and workers take the same, with a tls:// address)")
     s.set_defaults(func=cmd_study)
 
     r = sub.add_parser("report", help="regenerate reports/ from the run records")
-    r.add_argument("--runs", default=None, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
+    r.add_argument("--runs", default=None, type=runs_folder, help="runs root (default: $VPSTUDY_RUNS or ./runs)")
     r.add_argument("--out", default=None, help="output folder (default: $VPSTUDY_REPORTS or ./reports)")
     r.set_defaults(func=cmd_report)
 
@@ -202,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("weights", help="the shipped trained weights: list (and verify) or export them")
     w.add_argument("action", choices=["list", "export"])
-    w.add_argument("--runs", nargs="+", default=None, help="export: runs roots with records and checkpoints "
+    w.add_argument("--runs", nargs="+", default=None, type=runs_folder, help="export: runs roots with records and checkpoints "
                    "(default: $VPSTUDY_RUNS or ./runs; records from the first that has one)")
     w.add_argument("--out", default=None, help="weights folder (default $VPSTUDY_WEIGHTS or ./weights)")
     w.add_argument("--models", nargs="+", default=None, help="export only these models")

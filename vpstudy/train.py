@@ -235,10 +235,14 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
 
     distributed.barrier(ranks)                # rank 0 has moved a forced run aside
     main_only = contextlib.nullcontext
-    with stop_on_sigterm(), (rd.lock() if ranks.main else main_only()), \
+    lock = rd.lock() if ranks.main else None  # beats while held: a dead holder's is taken over
+    with stop_on_sigterm(), (lock or main_only()), \
             (runs.failures_recorded(rd, cfg.to_dict()) if ranks.main else main_only()):
         if rd.status() == "completed":        # finished by another process meanwhile
             return {**rd.load(), "_dir": str(rd.path)}
+        if ranks.main:
+            for p in rd.remove_temp_files():  # left by a process killed mid-write
+                log(f"removed {p.name}, a temp file left by an interrupted write")
         start_epoch, history = 0, []
         if rd.checkpoint_path.exists():
             state = load_checkpoint(rd.checkpoint_path, cfg, model)
@@ -285,6 +289,8 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
                          val_points=points)
             history.append(stats)
             prov["train_seconds"] += stats["seconds"]
+            if lock is not None:
+                lock.check_held()             # taken over while this process was stopped: no writes
             if ranks.main:
                 save_checkpoint(rd.checkpoint_path, cfg, epoch, model, optimizer, schedule.scheduler, history)
             save(record)
@@ -294,6 +300,8 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
             if _stop_after_epoch is not None and epoch + 1 >= _stop_after_epoch:
                 return record
 
+        if lock is not None:
+            lock.check_held()
         finish(loop, rd, record)
         distributed.barrier(ranks)            # the record is written before any rank reads it
         rec = rd.load()
