@@ -167,3 +167,47 @@ def test_runs_without_checkpoint_show_their_recorded_samples(trained_runs, tmp_p
     assert np.array_equal(ex.prediction(rec["id"], 1), recorded[1])
     ex.sample.value = ex.sample.max
     assert ex.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shipped_weights_predict_any_test_sequence_and_the_three_digit_set(tmp_path):
+    """As on a fresh clone: the shipped gSTA run's record and samples, no checkpoint."""
+    from vpstudy.predict import predict, test_clip
+    from vpstudy.weights import load_trained, manifest_entry
+
+    run_id = manifest_entry("gsta")["run_id"]
+    src = Path(__file__).resolve().parent.parent / "runs" / run_id
+    shutil.copytree(src, tmp_path / run_id, ignore=shutil.ignore_patterns("checkpoint*"))
+    (choice,) = available_runs(tmp_path)
+    assert choice.weights == "gsta" and choice.live and "[shipped weights]" in choice.label
+    ex = Explorer(tmp_path)
+    assert ex.runs.value == (run_id,) and ex.sample.max == 499          # the whole fixed test set
+    assert [v for _, v in ex.test_set.options] == ["", "3"]
+    ex.sample.value = 123
+    model, cfg = load_trained("gsta")
+    np.testing.assert_allclose(ex.prediction(run_id, 123), predict(model, cfg, test_clip(cfg, 123).observed),
+                               atol=1e-6)
+    ex.test_set.value = "3"
+    three = test_clip(cfg, 5, digits=3)
+    np.testing.assert_allclose(ex._sequence(5)[:10], three.observed)
+    assert "3 digits" in ex.message.value and bytes(ex.image.value)[:4] == b"\x89PNG"
+
+
+def test_a_video_of_ones_own_is_converted_and_predicted(trained_runs, tmp_path):
+    root, rec, _ = trained_runs
+    ex = Explorer(root)
+    video = np.zeros((24, 48, 64, 3), np.uint8)                  # a bright square moving right
+    for t in range(24):
+        video[t, 16:32, 2 * t: 2 * t + 12] = 255
+    np.save(tmp_path / "mine.npy", video)
+    ex.load_video(str(tmp_path / "mine.npy"))
+    assert ex.test_set.value == "video" and "centre crop to 48x48" in ex.message.value
+    seq = ex._sequence(0)
+    assert seq.shape == (20, 1, 32, 32) and seq[:10].max() > 0.9
+    assert ex.prediction(rec["id"], 0, "video").shape == (10, 1, 32, 32)
+    assert "your video" in ex.table.value and ex.table.value.count("<tr><td>") == 4
+    np.save(tmp_path / "short.npy", video[:12])                  # observed frames, no target
+    ex.load_video(str(tmp_path / "short.npy"))
+    assert "no target" in ex.message.value and "too short for a target" in ex.table.value
+    np.save(tmp_path / "tiny.npy", video[:4])
+    ex.load_video(str(tmp_path / "tiny.npy"))
+    assert "Cannot use" in ex.message.value and "at least 10" in ex.message.value

@@ -217,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("weights", help="the shipped trained weights: list (and verify) or export them")
     w.add_argument("action", choices=["list", "export"])
-    w.add_argument("--runs", nargs="+", default=None, type=runs_folder, help="export: runs roots with records and checkpoints "
-                   "(default: $VPSTUDY_RUNS or ./runs; records from the first that has one)")
+    w.add_argument("--runs", nargs="+", default=None, type=runs_folder,
+                   help="export: runs roots with records and checkpoints (default: $VPSTUDY_RUNS or "
+                        "./runs; records from the first that has one)")
     w.add_argument("--out", default=None, help="weights folder (default $VPSTUDY_WEIGHTS or ./weights)")
     w.add_argument("--models", nargs="+", default=None, help="export only these models")
     w.add_argument("--dtype", default="auto", choices=["auto", "float16", "float32"],

@@ -9,8 +9,10 @@ and a frame (slider with play). It shows the observed frames, the target frame, 
 prediction and its absolute error (with the error's colour scale), and each choice's MSE and
 SSIM per frame on the current sequence.
 
-A run with a checkpoint predicts live on any test sequence; a run without one (as committed
-to the repository: checkpoints are not) shows the predictions recorded in its
+A run with shipped weights (``weights/``, `vpstudy.weights`) or a checkpoint predicts live:
+on any sequence of the fixed test set, on the 3-digit test set, and on a video of one's own
+(a path, or a file uploaded in the panel; converted by `vpstudy.predict.to_model_layout`).
+A run without either (checkpoints are not committed) shows the predictions recorded in its
 ``samples.npz``, which cover the first test sequences only; the panel says so.
 
 Images are composed with numpy and encoded as PNG with Pillow (no matplotlib), so the
@@ -41,6 +43,7 @@ NO_RUNS_HELP = ("No completed run under <code>{root}</code> yet. Make one with<b
                 "(seconds) or <code>--profile cpu</code> (minutes), then re-run this cell.")
 BASELINE_NAMES = {"last-frame": "last frame", "all-black": "all black"}
 ALL = "all"
+VIDEO = "video"                  # the test-set choice that shows the loaded video
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,12 @@ class RunChoice:
     run_id: str
     path: Path
     label: str
-    live: bool            # predicts from its checkpoint; else from its samples.npz
+    live: bool            # predicts from shipped weights or its checkpoint; else from its samples.npz
     model: str
     seed: int
     tables: tuple[str, ...]   # ("simvp · Table 4", "simvp · Table 5"), or ("ad hoc",) for a run no study lists
     config: dict
+    weights: str | None = None    # the shipped weights' name (weights/manifest.json) for this run
 
 
 # Config fields that tell runs of one model apart in labels of ad-hoc runs (when they differ).
@@ -95,12 +99,15 @@ def available_runs(root=None) -> list[RunChoice]:
     """Every completed trained run that can be shown: live where it has a checkpoint, else
     from the predictions recorded in its ``samples.npz`` (skipped if that is missing too).
     Trained runs only: the baselines need no record (the explorer computes them)."""
+    from vpstudy.weights import read_manifest
+
+    shipped = {e["run_id"]: name for name, e in read_manifest(missing_ok=True).get("models", {}).items()}
     found = []
     for rec in (r for base in runs.default_roots(root) for r in runs.load_records(base, "completed")):
         path = Path(rec["_dir"])
         if rec["config"]["model"] in BASELINES:
             continue
-        live = (path / runs.CHECKPOINT).exists()
+        live = rec["id"] in shipped or (path / runs.CHECKPOINT).exists()
         if live or (path / runs.SAMPLES).exists():
             found.append((rec, path, live))
     if not found:
@@ -119,9 +126,10 @@ def available_runs(root=None) -> list[RunChoice]:
         else:
             groups, label = ("ad hoc",), adhoc_labels[rec["id"]]
         mse = rec.get("test", {}).get("mse", float("nan"))
+        weights = shipped.get(rec["id"])
         out.append(RunChoice(rec["id"], path, f"{label} — test MSE {mse:.1f}"
-                             + ("" if live else " [recorded samples]"), live, cfg["model"],
-                             cfg["seed"], groups, cfg))
+                             + (" [shipped weights]" if weights else "" if live else " [recorded samples]"),
+                             live, cfg["model"], cfg["seed"], groups, cfg, weights))
     return sorted(out, key=lambda c: (c.tables[0], c.label))
 
 
@@ -248,6 +256,13 @@ class Explorer:
                                            layout=W.Layout(width="auto"))
                           for name, text in BASELINE_NAMES.items()}
         self.test_set = W.Dropdown(options=[("2 digits", "")], description="test set")
+        self.video_path = W.Text(placeholder="a video file, a folder of frames or an .npy", description="video",
+                                 layout=W.Layout(width="50%"))
+        self.video_load = W.Button(description="predict it")
+        self.upload = W.FileUpload(accept=".mp4,.avi,.gif,.mov,.webm,.npy", multiple=False,
+                                   description="upload a video")
+        self._video = None                       # a Clip in the first chosen run's layout
+        self._video_cfg: tuple | None = None     # the test-set key of the run it was converted for
         self.sample = W.IntSlider(0, 0, 0, description="sequence", continuous_update=False)
         self.time = W.IntSlider(11, 11, 11, description="frame")      # the predicted frame's number
         self.play = W.Play(interval=400, min=11, max=11, step=1, description="play")
@@ -263,11 +278,14 @@ class Explorer:
         for box in self.baselines.values():
             box.observe(lambda _: self._on_runs(), "value")
         self.test_set.observe(lambda _: self._on_runs(), "value")
+        self.video_load.on_click(lambda _: self.load_video(self.video_path.value))
+        self.upload.observe(lambda _: self._on_upload(), "value")
         self.sample.observe(lambda _: self.render(), "value")
         self.time.observe(lambda _: self.render(), "value")
         self.widget = W.VBox([
             W.HBox([self.table_filter, self.model_filter, self.seed_filter]), self.runs,
             W.HBox([W.Label("baselines:"), *self.baselines.values(), self.test_set]),
+            W.HBox([self.video_path, self.video_load, self.upload]),
             W.HBox([self.sample, self.play, self.time]), self.message, self.image, self.table])
 
     # -------------------------------------------------------------- choosing
@@ -303,24 +321,33 @@ class Explorer:
             from vpstudy.train import load_run_model
 
             choice = self._by_id[run_id]
-            self._models[run_id] = (load_run_model(choice.path, self.device) if choice.live
-                                    else (None, TrainConfig.from_dict(choice.config)))
+            if choice.weights:
+                from vpstudy.weights import load_trained
+
+                self._models[run_id] = load_trained(choice.weights, device=self.device)
+            elif choice.live:
+                self._models[run_id] = load_run_model(choice.path, self.device)
+            else:
+                self._models[run_id] = (None, TrainConfig.from_dict(choice.config))
         return self._models[run_id]
 
     def _test_sequences(self, cfg, digits: str) -> torch.Tensor:
         """The fixed test set of ``cfg`` (``digits`` "": the main one; "3": the 3-digit one)."""
-        from vpstudy.data import prepare_data
+        from vpstudy.data import fixed_test_set
 
-        key = (cfg.test_sequences, cfg.num_digits, cfg.seq_len, cfg.image_size, cfg.downsample,
-               cfg.digit_source, cfg.test_file, cfg.dataset, cfg.data_root, cfg.extra_test_digits)
+        key = (test_set_key(cfg.to_dict()), digits)
         if key not in self._tests:                  # one copy per test set, kept
-            data = prepare_data(cfg, torch.device("cpu"))
-            self._tests[key] = {"": data.test, **{str(n): x for n, x in data.extra_tests.items()}}
-        return self._tests[key][digits]
+            self._tests[key] = fixed_test_set(cfg, int(digits) if digits else None)
+        return self._tests[key]
 
     def _sequence(self, index: int) -> np.ndarray:
-        """(T, C, H, W) test sequence ``index`` of the chosen test set."""
+        """(T, C, H, W) test sequence ``index`` of the chosen test set (your video: its observed
+        frames, then its target frames, or as many blank ones when it has none)."""
         cfg, digits = self.cfg, self.test_set.value
+        if digits == VIDEO:
+            clip = self._video
+            target = clip.target if clip.target is not None else np.zeros_like(clip.observed[: cfg.out_frames])
+            return np.concatenate([clip.observed, target])
         if self._live_test:
             return self._test_sequences(cfg, digits)[index].numpy()
         r = recorded(self._by_id[self._selected[0]].path, f"_{digits}" if digits else "")
@@ -335,6 +362,11 @@ class Explorer:
             from vpstudy.precision import autocast_dtype
 
             model, cfg = self._load(run_id)
+            if digits == VIDEO:
+                from vpstudy.predict import predict as predict_clip
+
+                self._cache[key] = predict_clip(model, cfg, self._video.observed)
+                return self._cache[key]
             if model is None:
                 preds = recorded(self._by_id[run_id].path, f"_{digits}" if digits else "")["predictions"]
                 if index >= len(preds):
@@ -370,31 +402,39 @@ class Explorer:
         self.cfg = cfg
         self._selected = [r for r in chosen if test_set_key(self._by_id[r].config) == test_set_key(cfg.to_dict())]
         elsewhere = [self._by_id[r].label for r in chosen if r not in self._selected]
-        extra = [str(n) for n in cfg.extra_test_digits]
-        options = [(f"{cfg.num_digits} digits", "")] + [(f"{n} digits", n) for n in extra]
-        if [v for _, v in self.test_set.options] != [v for _, v in options]:
-            value = self.test_set.value if self.test_set.value in [v for _, v in options] else ""
-            self.test_set.options, self.test_set.value = options, value
-        digits = self.test_set.value
         recorded_runs = [r for r in self._selected if not self._by_id[r].live]
         self._live_test = not recorded_runs
-        suffix = f"_{digits}" if digits else ""
-        if self._live_test:
+        self._set_test_sets(cfg, recorded_runs)
+        digits = self.test_set.value
+        if digits == VIDEO:
+            n = 1
+            if recorded_runs:
+                self._selected = [r for r in self._selected if r not in recorded_runs]
+                elsewhere += [self._by_id[r].label + " (recorded samples cannot predict a video)"
+                              for r in recorded_runs]
+                recorded_runs = []
+            if not self._selected:
+                self._clear("None of the chosen runs can predict a video: choose a run with shipped "
+                            "weights or a checkpoint. " + html.escape("; ".join(elsewhere)))
+                return
+        elif self._live_test:
             n = self._test_sequences(cfg, digits).shape[0]
         else:
+            suffix = f"_{digits}" if digits else ""
             n = min(len(recorded(self._by_id[r].path, suffix).get("predictions", ())) for r in recorded_runs)
-            if n == 0:
-                self._clear(f"The chosen runs recorded no predictions on the {digits}-digit test set.")
-                return
         self.sample.max = max(n - 1, 0)
         self.sample.value = min(self.sample.value, n - 1)
         first, last = cfg.in_frames + 1, cfg.seq_len               # frame numbers, from 1
         self.time.max = self.play.max = max(last, self.time.max)
         self.time.min = self.play.min = first
         self.time.max = self.play.max = last
-        self.message.value = (f"test set: {n} sequences ({cfg.dataset}, "
-                              f"{digits or cfg.num_digits} digits, profile {cfg.profile}); frames "
-                              f"{first}–{last} are predicted")
+        if digits == VIDEO:
+            self.message.value = html.escape("; ".join(self._video.notes)) + (
+                f"; frames {first}–{last} are predicted")
+        else:
+            self.message.value = (f"test set: {n} sequences ({cfg.dataset}, "
+                                  f"{digits or cfg.num_digits} digits, profile {cfg.profile}); frames "
+                                  f"{first}–{last} are predicted")
         if elsewhere:
             self.message.value += ("<br>Not shown (another test set than the first chosen run's): "
                                    + html.escape("; ".join(elsewhere)))
@@ -404,6 +444,54 @@ class Explorer:
                 f"predictions recorded in their samples.npz, so only the first {n} test sequences "
                 f"can be chosen. Re-train a run (same parameters) to predict on any sequence.")
         self.render()
+
+    def _set_test_sets(self, cfg, recorded_runs: list[str]) -> None:
+        """The test sets the chosen runs can show: the main one; on Moving MNIST the 2- and 3-digit
+        ones (live runs: any; recorded ones: those their samples hold); the loaded video."""
+        digits = {str(n) for n in cfg.extra_test_digits}
+        if cfg.dataset == "mmnist" and not cfg.test_file:
+            digits |= {"2", "3"} - {str(cfg.num_digits)}
+        for r in recorded_runs:
+            with np.load(self._by_id[r].path / runs.SAMPLES) as f:
+                digits &= {k.split("_")[1] for k in f if k.startswith("predictions_")}
+        options = [(f"{cfg.num_digits} digits" if cfg.dataset == "mmnist" else "test set", "")]
+        options += [(f"{n} digits", n) for n in sorted(digits)]
+        if self._video is not None and self._video_cfg == test_set_key(cfg.to_dict()):
+            options.append(("your video", VIDEO))
+        if [v for _, v in self.test_set.options] != [v for _, v in options]:
+            value = self.test_set.value if self.test_set.value in [v for _, v in options] else ""
+            self.test_set.options, self.test_set.value = options, value
+
+    def load_video(self, path: str, name: str | None = None) -> None:
+        """Read a video file, frame folder or .npy, convert it to the first chosen run's layout
+        and show it (test set "your video"); a bad input is said in the panel, not raised."""
+        from vpstudy.predict import PredictInputError, read_frames, to_model_layout
+
+        if not getattr(self, "_selected", None):
+            self.message.value = "Choose a run first: the video is converted to that run's frames."
+            return
+        try:
+            frames = read_frames(path, max_frames=self.cfg.seq_len, progress=False)
+            self._video = to_model_layout(frames, self.cfg, source=name or str(path))
+        except (PredictInputError, FileNotFoundError, OSError, ValueError) as e:
+            self.message.value = f"Cannot use {html.escape(name or str(path))}: {html.escape(str(e))}"
+            return
+        self._video_cfg = test_set_key(self.cfg.to_dict())
+        self._cache = {k: v for k, v in self._cache.items() if k[2] != VIDEO}
+        self._set_test_sets(self.cfg, [r for r in self._selected if not self._by_id[r].live])
+        if self.test_set.value == VIDEO:
+            self._on_runs()
+        else:
+            self.test_set.value = VIDEO          # observed: re-draws
+
+    def _on_upload(self) -> None:
+        import tempfile
+
+        for item in self.upload.value:           # ipywidgets 8: a tuple of {name, content, ...}
+            suffix = Path(item["name"]).suffix
+            with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as f:
+                f.write(bytes(item["content"]))
+            self.load_video(f.name, item["name"])
 
     def render(self) -> None:
         if not getattr(self, "_selected", None):
@@ -417,6 +505,7 @@ class Explorer:
                       if box.value})
         runs_of = {chr(ord("A") + k): self._by_id[r] for k, r in enumerate(self._selected)}
         names = {k: f"{k}: {c.model} s{c.seed}" for k, c in runs_of.items()}     # legend: the table
+        no_target = digits == VIDEO and self._video.target is None
         target_tile = _tile(targets[t])
         rows = [[_tile(f) for f in inputs],
                 [target_tile] + [_tile(p[t]) for p in preds.values()],
@@ -424,13 +513,16 @@ class Explorer:
                                                         for p in preds.values()]]
         frame = self.time.value
         captions = [[f"observed t={k + 1}" if k == 0 else f"t={k + 1}" for k in range(len(inputs))],
-                    [f"target t={frame}"] + [names.get(k, k) for k in preds],
+                    [f"no target t={frame}" if no_target else f"target t={frame}"]
+                    + [names.get(k, k) for k in preds],
                     ["|error| 0 - 1"] + [f"|error| {k if k in runs_of else ''}" for k in preds]]
+        if no_target:                            # a video too short for a target: predictions only
+            rows, captions = rows[:2], captions[:2]
         self.image.value = png_bytes(compose(rows, captions))
-        self.table.value = self._metrics_html(targets, preds, t, runs_of)
+        self.table.value = self._metrics_html(targets, preds, t, runs_of, no_target)
 
     def _metrics_html(self, targets: np.ndarray, preds: dict[str, np.ndarray], t: int,
-                      runs_of: dict[str, RunChoice]) -> str:
+                      runs_of: dict[str, RunChoice], no_target: bool = False) -> str:
         y = torch.from_numpy(targets)[None]
         first = self.cfg.in_frames + 1
         head = "".join(f"<th>t={first + k}</th>" for k in range(targets.shape[0]))
@@ -439,8 +531,11 @@ class Explorer:
         lines = [f"<p>Top row: the {self.cfg.in_frames} observed frames (t=1–{self.cfg.in_frames}). "
                  f"Middle row: target frame t={first + t}, then each chosen prediction of it. "
                  f"Bottom row: each prediction's absolute error (colour scale under the target). "
-                 f"Test sequence {self.sample.value}, frame t={first + t}.</p><ul>{legend}</ul>",
-                 f"<table><tr><th>prediction</th><th>metric</th>{head}</tr>"]
+                 + ("your video" if self.test_set.value == VIDEO else f"Test sequence {self.sample.value}")
+                 + f", frame t={first + t}.</p><ul>{legend}</ul>"]
+        if no_target:
+            return "\n".join(lines) + "<p>The video is too short for a target: no metrics.</p>"
+        lines.append(f"<table><tr><th>prediction</th><th>metric</th>{head}</tr>")
         for key, p in preds.items():
             x = torch.from_numpy(p)[None]
             for name, vals in (("MSE", mse_per_frame(x, y)[0].tolist()),
