@@ -350,3 +350,14 @@ def test_a_table_not_run_still_shows_our_parameters_beside_the_papers_and_why_th
     assert sep["ours params"].startswith("4,663,182 (not run") and sep["paper params"] == "727.26K"
     assert "KTH layout" in sep["why ours differs from the paper"]
     assert eff.loc["SVG-LP", "ours params"].startswith("22,831,747 (not run")
+
+
+def test_seeds_of_one_config_group_together_even_when_written_by_older_code():
+    from vpstudy.report.figures import seeds_by_config
+
+    run = next(r for r in study_runs("simvp", "smoke", seeds=2) if r.config.seed == 1)
+    new = run.config.to_dict()
+    old = {k: v for k, v in new.items() if k != "compile"} | {"seed": 0}     # before `compile` existed
+    other = new | {"lambda2": 0.5}
+    groups = seeds_by_config([{"id": "b", "config": new}, {"id": "a", "config": old}, {"id": "c", "config": other}])
+    assert sorted([r["config"]["seed"] for r in g] for g in groups) == [[0, 1], [1]]

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vpstudy import metrics, plots, runs
+from vpstudy.config import TrainConfig
 from vpstudy.report.tables import settings_text
 from vpstudy.study import StudyRun, load_study, study_runs
 
@@ -32,11 +32,17 @@ def final_val_mse(rec: dict) -> float:
 
 
 def seeds_by_config(recs: list[dict]) -> list[list[dict]]:
-    """Records grouped by config: each group one config's seeds (ordered by run id, then seed)."""
+    """Records grouped by config: each group one config's seeds (ordered by run id, then seed).
+    Configs compare by their run identity with the seed set aside, so records written before a
+    field existed (its default then implied) group with newer seeds of the same config."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for rec in sorted(recs, key=lambda r: (r["id"], r["config"]["seed"])):
-        groups[json.dumps({k: v for k, v in rec["config"].items() if k != "seed"}, sort_keys=True)].append(rec)
+        groups[_identity_without_seed(rec["config"])].append(rec)
     return list(groups.values())
+
+
+def _identity_without_seed(cfg: dict) -> str:
+    return runs.run_id(TrainConfig.from_dict({**cfg, "seed": 0}).identity())
 
 
 def lowest_validation(groups) -> dict[str, list[dict]]:
@@ -73,7 +79,7 @@ def _mean_test(recs: list[dict], suffix: str = "") -> dict:
 
 def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) -> list[tuple[str, Path]]:
     study = load_study(name)
-    rows = study_runs(name, profile, seeds=1)
+    rows = study_runs(name, profile, seeds=10)           # every recorded seed (at most 10)
     fig_table = study.get("figures_table")
     chosen = [r for r in rows if (r.table == fig_table or r.table == "Baseline")] if fig_table else rows
     seeds_of = _models_of(chosen, by_id)
