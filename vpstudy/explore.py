@@ -22,7 +22,6 @@ sliders stay responsive.
 from __future__ import annotations
 
 import html
-import io
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,11 +32,11 @@ import torch
 from vpstudy import runs
 from vpstudy.enums import BASELINES
 from vpstudy.metrics import mse_per_frame, ssim_per_frame
+from vpstudy.tiles import compose, png_bytes
+
+__all__ = ["Explorer", "RunChoice", "available_runs", "colour_bar_tile", "compose", "png_bytes", "run_labels"]
 
 TILE = 128                       # display pixels a frame's side is scaled up to (an integer factor)
-GAP = 4                          # pixels between tiles
-CAPTION = 20                     # pixels of caption band above each row of tiles
-FONT_SIZE = 14
 NO_RUNS_HELP = ("No completed run under <code>{root}</code> yet. Make one with<br>"
                 "<code>python -m vpstudy train --model gsta --profile smoke</code> "
                 "(seconds) or <code>--profile cpu</code> (minutes), then re-run this cell.")
@@ -182,48 +181,6 @@ def colour_bar_tile(shape: tuple[int, ...]) -> np.ndarray:
     for x in (0, w // 2, w - 1):
         bar[h - h // 4:, max(0, x - 1): x + 1] = 0
     return bar
-
-
-def _font():
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=FONT_SIZE)
-    except TypeError:                        # Pillow < 10.1: one bitmap size only
-        return ImageFont.load_default()
-
-
-def compose(rows: list[list[np.ndarray]], captions: list[list[str]] | None = None) -> np.ndarray:
-    """Tiles (equal size) into one RGB image, row by row, on a white background; with
-    ``captions`` (same layout as ``rows``), each tile gets its caption written above it."""
-    th, tw = rows[0][0].shape[:2]
-    band = CAPTION if captions else 0
-    width = max(len(r) for r in rows) * (tw + GAP) + GAP
-    height = len(rows) * (th + GAP + band) + GAP
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    for i, row in enumerate(rows):
-        for j, tile in enumerate(row):
-            y, x = GAP + band + i * (th + GAP + band), GAP + j * (tw + GAP)
-            canvas[y: y + th, x: x + tw] = tile
-    if captions:
-        from PIL import Image, ImageDraw
-
-        img = Image.fromarray(canvas)
-        draw, font = ImageDraw.Draw(img), _font()
-        for i, row in enumerate(captions):
-            for j, text in enumerate(row):
-                draw.text((GAP + j * (tw + GAP), GAP + i * (th + GAP + band) + 1), text,
-                          fill=(0, 0, 0), font=font)
-        canvas = np.asarray(img).copy()
-    return canvas
-
-
-def png_bytes(img: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 class Explorer:

@@ -333,7 +333,7 @@ def _tile(frame: np.ndarray | None, scale: int, shape: tuple[int, ...]) -> np.nd
 
 def animation_frames(clip: Clip, prediction: np.ndarray) -> list[np.ndarray]:
     """RGB frames of the animation: frame k shows observed k | predicted k | target k."""
-    from vpstudy.explore import compose
+    from vpstudy.tiles import compose
 
     t_in, t_out = len(clip.observed), len(prediction)
     shape = clip.observed.shape[1:]
