@@ -1,4 +1,4 @@
-"""Command line: ``python -m vpstudy {train,describe,study,report,bench} ...``.
+"""Command line: ``python -m vpstudy {train,describe,export,study,report,bench} ...``.
 
 The training flags are the config's field names (``--lambda2 0.1``, ``--batch-size 16`` or
 ``--batch_size 16``): the same names the notebooks take as papermill parameters.
@@ -47,6 +47,20 @@ def cmd_describe(args: argparse.Namespace) -> int:
     else:
         for k, v in info.items():
             print(f"{k:>12}: {v:,}" if isinstance(v, int) else f"{k:>12}: {v}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from vpstudy.export import export_onnx
+    from vpstudy.models import build_model, default_input_shape
+
+    shape = default_input_shape(args.model)
+    if args.frame_size:
+        shape = (*shape[:2], args.frame_size, args.frame_size)
+    model = build_model(args.model, in_shape=shape)
+    path = export_onnx(model, args.onnx, (args.batch_size, *shape))
+    print(f"wrote {path}: {args.model}, frames {(args.batch_size, *shape)} -> "
+          f"future ({args.batch_size}, {model.out_frames}, {', '.join(map(str, shape[1:]))})")
     return 0
 
 
@@ -111,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.add_argument("--latency", action="store_true", help="also time one forward pass at batch 1 (CPU)")
     d.set_defaults(func=cmd_describe)
+
+    e = sub.add_parser("export", help="write a model's inference graph as ONNX (optional extra 'onnx')")
+    e.add_argument("model", help="registered model name (freshly initialised weights)")
+    e.add_argument("--onnx", required=True, help="output .onnx file")
+    e.add_argument("--batch-size", "--batch_size", type=int, default=1, help="traced batch size (default 1)")
+    e.add_argument("--frame-size", "--frame_size", type=int, default=None,
+                   help="frame side in pixels (default: the model's own)")
+    e.set_defaults(func=cmd_export)
 
     s = sub.add_parser("study", help="run a whole study through the ablation notebook")
     s.add_argument("name", help="study name, e.g. simvp")

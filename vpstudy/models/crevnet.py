@@ -53,6 +53,7 @@ was ~1.5× faster there in one measurement (batch 4, one thread).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import NamedTuple
 
@@ -132,8 +133,7 @@ class SepConv3d(nn.Module):
                                and dw.padding == (1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self._fast_cpu_path and x[0, 0].numel() <= TOEPLITZ_MAX_POSITIONS
-                and not torch.is_autocast_enabled(x.device.type)):
+        if self._fast_cpu_path and fast_path_enabled(x):
             return self._small_map(x)
         if (self._fast_cpu_path and x.device.type == "cpu" and torch.is_grad_enabled()
                 and x.shape[-1] * x.shape[-2] >= 64):
@@ -415,9 +415,7 @@ class ReversiblePredictor(nn.Module):
         keeps nn.Conv3d), a 3×3×3 attention conv, maps of more than TOEPLITZ_MAX_POSITIONS
         positions, or autocast (the packed matmuls would run in another precision than the
         modules' convs)."""
-        if (self.conv != "separable" or self.attention_conv != "pointwise"
-                or like[0, 0].numel() > TOEPLITZ_MAX_POSITIONS
-                or torch.is_autocast_enabled(like.device.type)):
+        if self.conv != "separable" or self.attention_conv != "pointwise" or not fast_path_enabled(like):
             return None
         return ToeplitzPredictor(self, like)
 
@@ -492,6 +490,25 @@ class ReversiblePredictor(nn.Module):
 # matrices 16× larger and keep the module path.
 
 TOEPLITZ_MAX_POSITIONS = 64
+_FAST_PATH = [True]        # False inside `module_path()`
+
+
+@contextlib.contextmanager
+def module_path():
+    """Run the separable model through its modules (no small-map fast path) inside this block:
+    for tracing (ONNX export), where the packed weights would be expanded into the graph."""
+    _FAST_PATH.append(False)
+    try:
+        yield
+    finally:
+        _FAST_PATH.pop()
+
+
+def fast_path_enabled(x: torch.Tensor) -> bool:
+    """Whether the small-map fast path may run on ``x``: not inside `module_path`, not under
+    autocast, and ``x`` (B, C, T, h, w) has at most TOEPLITZ_MAX_POSITIONS positions."""
+    return (_FAST_PATH[-1] and not torch.is_autocast_enabled(x.device.type)
+            and x[0, 0].numel() <= TOEPLITZ_MAX_POSITIONS)
 _GRAD_FLUSH_STEPS = 8      # steps whose gradients are held before they are summed in one matmul
 
 
