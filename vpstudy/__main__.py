@@ -96,7 +96,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(args.models, args.batch_size, frame_size=args.frame_size, rounds=args.rounds,
                        warmup=args.warmup, device=args.device, precision=args.precision,
                        eval_sequences=args.eval_sequences, generator_sequences=args.generator_sequences,
-                       matmul_size=args.matmul_size, log=log)
+                       matmul_size=args.matmul_size, onnx=not args.no_onnx, memory=not args.no_memory,
+                       log=log)
     if args.out:
         atomic_write_json(args.out, result)
     print(json.dumps(result, sort_keys=True) if args.json else format_result(result))
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--eval-sequences", type=int, default=16, help="clips in the evaluation batch")
     b.add_argument("--generator-sequences", type=int, default=512, help="clips per generator call")
     b.add_argument("--matmul-size", type=int, default=2048, help="side of the peak matmul")
+    b.add_argument("--no-onnx", action="store_true", help="do not time ONNX Runtime inference")
+    b.add_argument("--no-memory", action="store_true", help="do not measure training-step memory")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--out", default=None, help="also write the result as JSON to this file")
     b.set_defaults(func=cmd_bench)

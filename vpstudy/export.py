@@ -4,7 +4,8 @@ extra ``onnx``: ``pip install -e .[onnx]``).
     python -m vpstudy export sepcrev --onnx sepcrev.onnx
 
 The graph maps ``frames`` (B, T_in, C, H, W) to ``future`` (B, out_frames, C, H, W), as the
-model's ``forward`` in eval mode, traced at one input shape (recurrent loops are unrolled).
+model's ``forward`` in eval mode, traced at one input shape (recurrent loops are unrolled);
+the batch dimension stays free.
 CrevNet-style models export through their modules (`crevnet.module_path`): the small-map fast
 path's packed matmuls would be traced with every weight expanded (and take minutes to export).
 """
@@ -29,7 +30,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
         x = torch.rand(*input_shape)
         with torch.no_grad(), module_path():
             torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17,
-                              input_names=["frames"], output_names=["future"])
+                              input_names=["frames"], output_names=["future"],
+                              dynamic_axes={"frames": {0: "batch"}, "future": {0: "batch"}})
     finally:
         model.train(was_training)
     return path
