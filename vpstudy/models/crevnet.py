@@ -45,10 +45,12 @@ warm-up, then autoregressive rollout, see `CrevNetPredictor.forward`);
 ``model.training_loss(inputs, targets, criterion, progress=...)`` is the teacher-forced
 training objective; ``model.step(window, state)`` is one 3-frame window step.
 
-CPU note: PyTorch's depthwise Conv3d backward is slow on CPU (~3× slower than a standard
-conv with 32× the MACs at 96 channels, 8×8, batch 16), so on CPU the separable model trains
-slower than CrevNet despite ~13× fewer MACs. ``model.to(memory_format=torch.channels_last_3d)``
-was ~1.5× faster there in one measurement (batch 4, one thread).
+CPU note: PyTorch's depthwise Conv3d is slow on CPUs at these sizes (its backward ~20× its
+forward), and the separable model is thousands of tiny convolution calls per training step.
+On maps of at most TOEPLITZ_MAX_POSITIONS positions (the cpu profile's 32×32 frames) the
+predictor and the autoencoder's last stage therefore run the same maths as batched matmuls
+(see "small-map fast path" below; tests/test_crevnet_fast.py checks it against a frozen copy
+of the module code). CrevNet ('standard') always runs its nn.Conv3d modules.
 """
 
 from __future__ import annotations
@@ -478,16 +480,23 @@ class ReversiblePredictor(nn.Module):
 #   known before C_new, after C_new, after M_new), 7 matmuls in all instead of 16 convs.
 # - State tensors stay in a (channels, batch·positions) layout for the whole sequence.
 # - The Toeplitz weights' gradient is computed once per sequence (`_ToeplitzGrad`): one
-#   matmul over the gradients of all steps, instead of one per step and a running sum of
-#   weight-sized tensors (which autograd would do).
+#   matmul over the gradients of several steps, instead of one per step and a running sum of
+#   weight-sized tensors (what autograd does). On the busy 2-core machine the two measured
+#   within noise of each other; this one is kept for its smaller memory traffic.
+# - `SepConv3d` on such maps (the autoencoder's last stage) does the same per conv.
 #
-# Measured and not kept (python -m vpstudy bench and torch.profiler, batch 8, 32×32, CPU):
-# the gates' fused depthwise Conv3d (mkldnn, channels-last-3d) was 4-5× slower than the
-# Toeplitz matmul in the forward and ~40× in the backward; an explicit 27-tap
-# shifted multiply-add is 54 calls per conv in eager mode; a Toeplitz built by a matmul with
-# 0/1 shift matrices cost more than the convolutions it replaced (an index gather is used).
-# Maps larger than TOEPLITZ_MAX_POSITIONS (the paper's 64×64 frames: 192) would make the
-# matrices 16× larger and keep the module path.
+# Measured (torch.profiler and interleaved timings, one thread, batch 8, 32×32 frames, a busy
+# machine, so ratios only): the predictor's teacher-forced forward+backward went from 14.5 s
+# to 3.8 s in one interleaved run; the whole training step from 1.38× CrevNet's (bf16) to
+# 0.80× (1 thread) and 0.50× (2 threads). Not kept: one fused depthwise Conv3d for the gates
+# (mkldnn, channels-last-3d): 1.0-1.4 ms forward for (8, 96 -> 288 channels, 3×4×4), against
+# 0.28 ms for the Toeplitz matmul, and its backward far slower; building the Toeplitz matrices
+# as a matmul with 0/1 shift matrices (more arithmetic than the convs they replace; an index
+# gather is used); the Toeplitz matmul in the other orientation ((S, K·n, n) @ (S, n, B), 1.8×
+# slower). Not tried: an explicit 27-tap shifted multiply-add (54 eager calls per conv unless
+# torch.compile fuses them; compiling a training graph of 136 unrolled cells on this CPU was
+# judged too slow to build). Maps larger than TOEPLITZ_MAX_POSITIONS (the paper's 64×64
+# frames: 192) would make the matrices 16× larger and keep the module path.
 
 TOEPLITZ_MAX_POSITIONS = 64
 _FAST_PATH = [True]        # False inside `module_path()`
