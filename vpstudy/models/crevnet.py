@@ -492,8 +492,8 @@ class ReversiblePredictor(nn.Module):
 # (mkldnn, channels-last-3d): 1.0-1.4 ms forward for (8, 96 -> 288 channels, 3×4×4), against
 # 0.28 ms for the Toeplitz matmul, and its backward far slower; building the Toeplitz matrices
 # as a matmul with 0/1 shift matrices (more arithmetic than the convs they replace; an index
-# gather is used); the Toeplitz matmul in the other orientation ((S, K·n, n) @ (S, n, B), 1.8×
-# slower). Not tried: an explicit 27-tap shifted multiply-add (54 eager calls per conv unless
+# gather is used); the Toeplitz matmul in the other orientation ((S, K·n, n) @ (S, n, B):
+# the predictor 1.25× slower). Not tried: an explicit 27-tap shifted multiply-add (54 eager calls per conv unless
 # torch.compile fuses them; compiling a training graph of 136 unrolled cells on this CPU was
 # judged too slow to build). Maps larger than TOEPLITZ_MAX_POSITIONS (the paper's 64×64
 # frames: 192) would make the matrices 16× larger and keep the module path.
