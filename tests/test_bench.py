@@ -13,7 +13,8 @@ from vpstudy.bench import format_result, interleave, run_bench
 
 TINY = dict(frame_size=16, rounds=2, warmup=1, eval_sequences=2, generator_sequences=8, matmul_size=256)
 TINY_FLAGS = ["--frame-size", "16", "--batch-size", "2", "--rounds", "1", "--warmup", "1",
-              "--eval-sequences", "2", "--generator-sequences", "8", "--matmul-size", "256"]
+              "--eval-sequences", "2", "--generator-sequences", "8", "--matmul-size", "256",
+              "--no-onnx", "--no-memory"]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,20 @@ def test_result_structure_and_sane_values(result):
     assert r["fp32_eager_over_step"] == pytest.approx(r["fp32_eager_step_s"] / r["step_s"])
     assert r["eval_metric_frames_per_s"] > 0 and result["generator"]["sequences_per_s"] > 0
     assert all(len(v) == TINY["rounds"] and min(v) > 0 for v in result["times_s"].values())
+
+
+def test_inference_latency_and_training_memory(result):
+    (r,) = result["inference"].values()
+    assert set(result["inference"]) == {"gsta"} and r["out_frames"] == 10
+    for bs in (1, 16):
+        assert r[f"eager_b{bs}_s"] > 0
+        assert r[f"eager_b{bs}_ms_per_frame"] == pytest.approx(1e3 * r[f"eager_b{bs}_s"] / (bs * 10))
+        if "onnxruntime_b1_s" in r:                  # where onnxruntime is installed
+            assert r[f"onnxruntime_b{bs}_ms_per_frame"] > 0
+    # the process's peak holds torch itself (well over 50 MB); the step adds its activations
+    assert r["peak_rss_mb"] > 50 and 0 <= r["step_rss_mb"] < r["peak_rss_mb"]
+    assert r["memory_batch_size"] == 2
+    assert "inference, ms per predicted frame" in format_result(result)
 
 
 def test_result_is_json_and_prints(result):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m vpstudy {train,describe,study,report,bench,predict,weights} ...``.
+"""Command line: ``python -m vpstudy {train,describe,study,report,bench,predict,weights,export} ...``.
 
 The training flags are the config's field names (``--lambda2 0.1``, ``--batch-size 16`` or
 ``--batch_size 16``): the same names the notebooks take as papermill parameters.
@@ -52,6 +52,20 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from vpstudy.export import export_onnx
+    from vpstudy.models import build_model, default_input_shape
+
+    shape = default_input_shape(args.model)
+    if args.frame_size:
+        shape = (*shape[:2], args.frame_size, args.frame_size)
+    model = build_model(args.model, in_shape=shape)
+    path = export_onnx(model, args.onnx, (args.batch_size, *shape))
+    print(f"wrote {path}: {args.model}, frames {(args.batch_size, *shape)} -> "
+          f"future ({args.batch_size}, {model.out_frames}, {', '.join(map(str, shape[1:]))})")
+    return 0
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from vpstudy.study import run_study
 
@@ -84,7 +98,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(args.models, args.batch_size, frame_size=args.frame_size, rounds=args.rounds,
                        warmup=args.warmup, device=args.device, precision=args.precision,
                        eval_sequences=args.eval_sequences, generator_sequences=args.generator_sequences,
-                       matmul_size=args.matmul_size, log=log)
+                       matmul_size=args.matmul_size, onnx=not args.no_onnx, memory=not args.no_memory,
+                       log=log)
     if args.out:
         atomic_write_json(args.out, result)
     print(json.dumps(result, sort_keys=True) if args.json else format_result(result))
@@ -144,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--latency", action="store_true", help="also time one forward pass at batch 1 (CPU)")
     d.set_defaults(func=cmd_describe)
 
+    e = sub.add_parser("export", help="write a model's inference graph as ONNX (optional extra 'onnx')")
+    e.add_argument("model", help="registered model name (freshly initialised weights)")
+    e.add_argument("--onnx", required=True, help="output .onnx file")
+    e.add_argument("--batch-size", "--batch_size", type=int, default=1, help="traced batch size (default 1)")
+    e.add_argument("--frame-size", "--frame_size", type=int, default=None,
+                   help="frame side in pixels (default: the model's own)")
+    e.set_defaults(func=cmd_export)
+
     s = sub.add_parser("study", help="run a whole study through the ablation notebook")
     s.add_argument("name", help="study name, e.g. simvp")
     s.add_argument("--profile", default=None)
@@ -187,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--eval-sequences", type=int, default=16, help="clips in the evaluation batch")
     b.add_argument("--generator-sequences", type=int, default=512, help="clips per generator call")
     b.add_argument("--matmul-size", type=int, default=2048, help="side of the peak matmul")
+    b.add_argument("--no-onnx", action="store_true", help="do not time ONNX Runtime inference")
+    b.add_argument("--no-memory", action="store_true", help="do not measure training-step memory")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--out", default=None, help="also write the result as JSON to this file")
     b.set_defaults(func=cmd_bench)

@@ -15,6 +15,11 @@ For each chosen model and batch size, in one process, this measures:
   ratio of the two step times;
 - the evaluation rate: metric frames per second of :func:`vpstudy.evaluate.evaluate` on a
   small fixed batch;
+- inference as a user runs it (``inference``: batch 1 and 16, T_in observed -> out_frames
+  predicted, ``torch.inference_mode``, the precision the model trains in), eager and through
+  its exported ONNX graph with ONNX Runtime (fp32, where onnxruntime is installed);
+- once per model, outside the timed rounds, the peak resident memory of its first training
+  step in a fresh process (`training_peak_memory`);
 
 and, once, the Moving MNIST generator's rate (sequences per second).
 
@@ -170,6 +175,92 @@ def evaluation(model: nn.Module, cfg: TrainConfig, device: torch.device, amp: to
     return lambda: evaluate(model, clips, eval_cfg, device, amp, batch_size=sequences)
 
 
+INFERENCE_BATCHES = (1, 16)     # the inference latencies measured: one clip, and a batch
+
+
+def inference(model: nn.Module, device: torch.device, amp: torch.dtype | None, batch_size: int,
+              shape: tuple[int, ...]) -> Callable[[], None]:
+    """A user's prediction: ``model(x)`` on ``batch_size`` clips of ``shape`` (T_in observed
+    frames -> the model's out_frames), eval mode, ``torch.inference_mode``, autocast ``amp``
+    (the precision the model trains in: its best on this device)."""
+    from vpstudy.precision import autocast
+
+    x = torch.rand(batch_size, *shape, generator=torch.Generator().manual_seed(3)).to(device)
+
+    def predict() -> None:
+        model.eval()
+        with torch.inference_mode(), autocast(device, amp):
+            model(x)
+    return predict
+
+
+def onnx_sessions(model: nn.Module, shape: tuple[int, ...], folder: str):
+    """An ONNX Runtime CPU session (fp32, torch's thread count) of the model's exported graph
+    (batch dimension dynamic), or None when onnxruntime is not installed or the export fails."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    from pathlib import Path
+
+    from vpstudy.export import export_onnx, onnx_session
+
+    try:
+        path = export_onnx(model, Path(folder) / f"{model.name}.onnx", (1, *shape))
+    except Exception:            # an op the exporter cannot trace: no ONNX timing for this model
+        return None
+    return onnx_session(path, threads=torch.get_num_threads())
+
+
+def onnx_inference(session, batch_size: int, shape: tuple[int, ...]) -> Callable[[], None]:
+    """`inference` through an ONNX Runtime session (a CPU float32 batch)."""
+    from vpstudy.export import onnx_predict
+
+    x = torch.rand(batch_size, *shape, generator=torch.Generator().manual_seed(3))
+    return lambda: onnx_predict(session, x)
+
+
+_PEAK_SCRIPT = """
+import json, resource, sys, torch
+from vpstudy import bench
+name, bs, frame, precision, device, threads = sys.argv[1:7]
+torch.set_num_threads(int(threads))
+dev = torch.device(device)
+shape = bench.input_shape(name, int(frame))
+cfg = bench.bench_config(name, int(bs), precision, dev)
+from vpstudy.precision import autocast_dtype
+net = bench.build(name, shape, dev, True)
+step = bench.training_step(net, cfg, dev, autocast_dtype(cfg, dev), int(bs), shape)
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+before = rss()
+step()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"before_bytes": before, "peak_bytes": peak}))
+"""
+
+
+def training_peak_memory(name: str, batch_size: int, frame_size: int, precision: str,
+                         device: torch.device) -> dict[str, float] | None:
+    """Peak resident memory of the first training step, in a fresh process (Linux; None
+    elsewhere or on CUDA): 'peak_rss_mb', the process's peak RSS (ru_maxrss: Python, torch,
+    the model, its optimizer and data included), and 'step_rss_mb', that peak less the RSS
+    just before the step (what the step's activations, gradients and Adam state add)."""
+    import json
+    import subprocess
+    import sys
+
+    if device.type != "cpu" or not sys.platform.startswith("linux"):
+        return None
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, name, str(batch_size), str(frame_size),
+                           precision, str(device), str(torch.get_num_threads())],
+                          capture_output=True, text=True, timeout=1800, check=True)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"peak_rss_mb": out["peak_bytes"] / 2**20,
+            "step_rss_mb": (out["peak_bytes"] - out["before_bytes"]) / 2**20}
+
+
 def matmul(device: torch.device, dtype: torch.dtype, n: int) -> Callable[[], None]:
     """One dense ``n`` x ``n`` matmul in ``dtype``: the hardware's reference speed."""
     gen = torch.Generator().manual_seed(2)
@@ -200,8 +291,10 @@ def precision_name(amp: torch.dtype | None) -> str:
 
 
 def model_timers(name: str, batch_sizes: Sequence[int], frame_size: int, precision: str,
-                 device: torch.device, eval_sequences: int) -> tuple[dict[str, Timer], list[dict]]:
-    """The timers of one model (trainer's step and fp32 eager step per batch size, evaluation)
+                 device: torch.device, eval_sequences: int, onnx_folder: str | None = None
+                 ) -> tuple[dict[str, Timer], list[dict]]:
+    """The timers of one model (trainer's step and fp32 eager step per batch size, evaluation,
+    inference at INFERENCE_BATCHES, eager and, with ``onnx_folder``, ONNX Runtime on the CPU)
     and what `summarize` needs to know of each batch size ("cases")."""
     from vpstudy.precision import autocast_dtype, memory_format_for
 
@@ -221,20 +314,29 @@ def model_timers(name: str, batch_sizes: Sequence[int], frame_size: int, precisi
                       "shape": shape, "out_frames": fast.out_frames,
                       "memory_format": str(memory_format_for(fast)).removeprefix("torch.")})
     timers[f"eval {name}"] = timed(evaluation(fast, cfg, device, amp, eval_sequences, shape), device)
+    session = onnx_sessions(plain, shape, onnx_folder) if onnx_folder else None
+    for bs in INFERENCE_BATCHES:
+        timers[f"infer {name}@{bs}"] = timed(inference(fast, device, amp, bs, shape), device)
+        if session is not None:
+            timers[f"onnx {name}@{bs}"] = timed(onnx_inference(session, bs, shape), torch.device("cpu"))
     return timers, cases
 
 
 def run_bench(models: Sequence[str] = ("gsta",), batch_sizes: Sequence[int] = (DEFAULT_BATCH_SIZE,), *,
               frame_size: int = DEFAULT_FRAME_SIZE, rounds: int = 5, warmup: int = 1,
               device: str = "auto", precision: str = "auto", eval_sequences: int = 16,
-              generator_sequences: int = 512, matmul_size: int = 2048,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+              generator_sequences: int = 512, matmul_size: int = 2048, onnx: bool = True,
+              memory: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure every model at every batch size, interleaved in ``rounds``; one JSON-ready dict.
 
     ``precision`` is the config's (auto: as the trainer decides per model and device).
+    ``onnx``: also time ONNX Runtime (where onnxruntime is installed); ``memory``: also measure
+    each model's training-step peak memory at the first batch size (`training_peak_memory`).
     Raises ValueError for an unknown model, a model without trainable parameters, or a frame
     size the model does not take, before any timing.
     """
+    import tempfile
+
     from vpstudy import runs
     from vpstudy.precision import resolve_device
 
@@ -248,16 +350,22 @@ def run_bench(models: Sequence[str] = ("gsta",), batch_sizes: Sequence[int] = (D
     dev = resolve_device(device)
     timers: dict[str, Timer] = {}
     cases: list[dict[str, Any]] = []
+    onnx_dir = tempfile.TemporaryDirectory() if onnx and dev.type == "cpu" else None
     for name in models:
-        t, c = model_timers(name, batch_sizes, frame_size, precision, dev, eval_sequences)
+        t, c = model_timers(name, batch_sizes, frame_size, precision, dev, eval_sequences,
+                            onnx_dir.name if onnx_dir else None)
         timers.update(t)
         cases += c
+    peak_memory = {name: training_peak_memory(name, batch_sizes[0], frame_size, precision, dev)
+                   for name in models} if memory else {}
     peaks = sorted({"fp32"} | {precision_name(c["amp"]) for c in cases})
     for p in peaks:
         timers[f"matmul {p}"] = timed(matmul(dev, DTYPES[p], matmul_size), dev)
     timers["generator"] = timed(generator(dev, generator_sequences), dev)
 
     times = interleave(timers, rounds, warmup, log)
+    if onnx_dir:
+        onnx_dir.cleanup()
     med = {k: statistics.median(v) for k, v in times.items()}
     peak = {p: {"size": matmul_size, "seconds": med[f"matmul {p}"],
                 "gflops_per_s": 2 * matmul_size**3 / med[f"matmul {p}"] / 1e9} for p in peaks}
@@ -272,6 +380,9 @@ def run_bench(models: Sequence[str] = ("gsta",), batch_sizes: Sequence[int] = (D
         "warmup": warmup,
         "matmul_peak": peak,
         "models": [summarize(c, med, peak, eval_sequences) for c in cases],
+        "inference": {c["model"]: inference_summary(c["model"], c["out_frames"], med,
+                                                    peak_memory.get(c["model"]), batch_sizes[0])
+                      for c in cases},
         "generator": {"sequences": generator_sequences, "seq_len": 20, "size": GENERATOR_SIZE,
                       "seconds": med["generator"],
                       "sequences_per_s": generator_sequences / med["generator"]},
@@ -306,6 +417,23 @@ def summarize(case: dict[str, Any], med: dict[str, float], peak: dict[str, dict]
     }
 
 
+def inference_summary(name: str, out_frames: int, med: dict[str, float],
+                      memory: dict[str, float] | None, memory_batch: int) -> dict[str, Any]:
+    """One model's inference latencies (seconds per call and ms per predicted frame, eager and
+    ONNX Runtime where timed) and its training-step memory."""
+    row: dict[str, Any] = {"out_frames": out_frames}
+    for bs in INFERENCE_BATCHES:
+        for kind in ("infer", "onnx"):
+            key = f"{kind} {name}@{bs}"
+            if key in med:
+                label = "eager" if kind == "infer" else "onnxruntime"
+                row[f"{label}_b{bs}_s"] = med[key]
+                row[f"{label}_b{bs}_ms_per_frame"] = 1e3 * med[key] / (bs * out_frames)
+    if memory:
+        row.update(memory, memory_batch_size=memory_batch)
+    return row
+
+
 def format_result(result: dict[str, Any]) -> str:
     """The human-readable lines of a `run_bench` result."""
     lines = [f"device: {result['hardware']['name']}; torch {result['torch']}; "
@@ -319,6 +447,13 @@ def format_result(result: dict[str, Any]) -> str:
             f"{r['gflops_per_s']:.0f} GFLOP/s = {r['fraction_of_peak']:.0%} of the {r['peak_precision']} "
             f"matmul; fp32 eager {r['fp32_eager_step_s']:.3f} s/step = {r['fp32_eager_over_step']:.2f}x "
             f"as long; eval {r['eval_metric_frames_per_s']:.0f} metric frames/s")
+    for name, r in result.get("inference", {}).items():
+        parts = [f"{kind} batch {bs}: {r[f'{kind}_b{bs}_ms_per_frame']:.2f}"
+                 for kind in ("eager", "onnxruntime") for bs in INFERENCE_BATCHES
+                 if f"{kind}_b{bs}_ms_per_frame" in r]
+        memory = (f"; training step at batch {r['memory_batch_size']}: peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"(+{r['step_rss_mb']:.0f} MB over the RSS before it)") if "peak_rss_mb" in r else ""
+        lines.append(f"{name:>12} inference, ms per predicted frame: {', '.join(parts)}{memory}")
     g = result["generator"]
     lines.append(f"generator: {g['sequences_per_s']:.0f} sequences/s "
                  f"(2 digits, {g['seq_len']} frames, {g['size']}x{g['size']})")

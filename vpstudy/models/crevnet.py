@@ -45,13 +45,19 @@ warm-up, then autoregressive rollout, see `CrevNetPredictor.forward`);
 ``model.training_loss(inputs, targets, criterion, progress=...)`` is the teacher-forced
 training objective; ``model.step(window, state)`` is one 3-frame window step.
 
-CPU note: PyTorch's depthwise Conv3d backward is slow on CPU (~3× slower than a standard
-conv with 32× the MACs at 96 channels, 8×8, batch 16), so on CPU the separable model trains
-slower than CrevNet despite ~13× fewer MACs. ``model.to(memory_format=torch.channels_last_3d)``
-was ~1.5× faster there in one measurement (batch 4, one thread).
+CPU note: PyTorch's depthwise Conv3d is slow on CPUs at these sizes (its backward ~20× its
+forward), and the separable model is thousands of tiny convolution calls per training step.
+On maps of at most TOEPLITZ_MAX_POSITIONS positions (the cpu profile's 32×32 frames) the
+predictor and the autoencoder's last stage therefore run the same maths as batched matmuls
+(see "small-map fast path" below; tests/test_crevnet_fast.py checks it against a frozen copy
+of the module code). CrevNet ('standard') always runs its nn.Conv3d modules.
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -129,10 +135,24 @@ class SepConv3d(nn.Module):
                                and dw.padding == (1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fast_cpu_path and fast_path_enabled(x):
+            return self._small_map(x)
         if (self._fast_cpu_path and x.device.type == "cpu" and torch.is_grad_enabled()
                 and x.shape[-1] * x.shape[-2] >= 64):
             return self.pointwise(_DepthwiseConv3dCPU.apply(x, self.depthwise.weight))
         return self.pointwise(self.depthwise(x))
+
+
+    def _small_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The same conv on maps of at most TOEPLITZ_MAX_POSITIONS positions as two matmuls:
+        the depthwise conv as one n×n matrix per channel (`_toeplitz`), then the pointwise."""
+        B, C, *size = x.shape
+        taps = _tap_index(*size, x.device)
+        depthwise = _toeplitz(self.depthwise.weight.view(1, C, 27), taps)          # (C, n, n)
+        z = torch.bmm(x.transpose(0, 1).reshape(C, B, -1), depthwise).view(C, -1)
+        pw = self.pointwise
+        y = pw.weight.flatten(1) @ z if pw.bias is None else torch.addmm(pw.bias[:, None], pw.weight.flatten(1), z)
+        return y.view(-1, B, *size).transpose(0, 1)
 
 
 def check_conv_type(conv: str) -> str:
@@ -378,6 +398,7 @@ class ReversiblePredictor(nn.Module):
         if num_layers < 1:
             raise ValueError(f"ReversiblePredictor: num_layers must be >= 1, got {num_layers}")
         self.width = width
+        self.conv, self.attention_conv = conv, attention_conv
         self.cells = nn.ModuleList(
             SpatioTemporalLSTMCell(width, conv, gate_bias) for _ in range(num_layers))
         self.attention = nn.ModuleList(
@@ -390,9 +411,46 @@ class ReversiblePredictor(nn.Module):
         zeros = torch.zeros_like(like)
         return [(zeros, zeros) for _ in self.cells], zeros
 
+    def packed(self, like: torch.Tensor) -> "ToeplitzPredictor | None":
+        """This predictor packed for features shaped like `like` (B, width, T, h, w) on the
+        small-map fast path, or None where that path does not apply: standard convs (CrevNet
+        keeps nn.Conv3d), a 3×3×3 attention conv, maps of more than TOEPLITZ_MAX_POSITIONS
+        positions, or autocast (the packed matmuls would run in another precision than the
+        modules' convs)."""
+        if self.conv != "separable" or self.attention_conv != "pointwise" or not fast_path_enabled(like):
+            return None
+        return ToeplitzPredictor(self, like)
+
+    def roll(self, x1: torch.Tensor, x2: torch.Tensor, batch: int, state: RPMState | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, RPMState]:
+        """`forward` over consecutive steps: x1, x2 (steps·batch, width, T, h, w), step j's
+        inputs at rows j·batch .. (j+1)·batch, each step's inputs independent of the outputs
+        (teacher forcing). Returns the outputs stacked the same way and the final state."""
+        packed = self.packed(x1[:batch])
+        if packed is None:
+            outs1, outs2 = [], []
+            for a, b in zip(x1.split(batch), x2.split(batch)):
+                a, b, state = self(a, b, state)
+                outs1.append(a)
+                outs2.append(b)
+            return torch.cat(outs1), torch.cat(outs2), state
+        state = packed.enter_state(state)
+        outs1, outs2 = [], []
+        for a, b in zip(packed.enter(x1), packed.enter(x2)):
+            a, b, state = packed.step(a, b, state)
+            outs1.append(a)
+            outs2.append(b)
+        return (packed.leave(torch.stack(outs1)), packed.leave(torch.stack(outs2)),
+                packed.leave_state(state))
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, state: RPMState | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, RPMState]:
-        """Returns (x1, x2, new_state); state=None starts from zeros."""
+        """Returns (x1, x2, new_state); state=None starts from zeros. (One step; `roll` and
+        `CrevNetPredictor.forward` pack the weights once for a whole sequence.)"""
+        packed = self.packed(x1)
+        if packed is not None:
+            a, b, state = packed.step(packed.enter(x1)[0], packed.enter(x2)[0], packed.enter_state(state))
+            return packed.leave(a[None]), packed.leave(b[None]), packed.leave_state(state)
         layer_states, memory = state if state is not None else self.initial_state(x1)
         new_layer_states = []
         for cell, attention, (hidden, c) in zip(self.cells, self.attention, layer_states):
@@ -402,6 +460,298 @@ class ReversiblePredictor(nn.Module):
             x2 = (1 - gate) * x2 + gate * hidden
             x1, x2 = x2, x1
         return x1, x2, (new_layer_states, memory)
+
+
+# --------------------------------------------------------------------------- small-map fast path
+#
+# On the predictor's small maps (the cpu profile's 32×32 frames give 3×4×4 = 48 positions)
+# the separable ST-LSTM is ~3,500 tiny convolution calls per training step, bound by the
+# number and shape of calls. `ToeplitzPredictor` computes the same maths in few, larger
+# calls; its parameters are the modules' own (packed once per sequence, so gradients reach
+# them through autograd):
+#
+# - A depthwise 3×3×3 conv (stride 1, padding 1) of one channel on n = T·h·w positions is an
+#   n×n matrix ("Toeplitz": entry (q, p) is the filter tap through which position q feeds
+#   position p, zero where the tap would read padding). Every depthwise filter that a gate
+#   applies to one source tensor (x, H, C, M, C_new, M_new) becomes such a matrix, and all
+#   those of one stage of the cell run as one batched matmul over channels.
+# - The seven gates' pointwise convs run as one batched matmul per stage over the gates; W1
+#   and the attention conv are single matmuls. The cell runs in three stages (what is
+#   known before C_new, after C_new, after M_new), 7 matmuls in all instead of 16 convs.
+# - State tensors stay in a (channels, batch·positions) layout for the whole sequence.
+# - The Toeplitz weights' gradient is computed once per sequence (`_ToeplitzGrad`): one
+#   matmul over the gradients of several steps, instead of one per step and a running sum of
+#   weight-sized tensors (what autograd does). On the busy 2-core machine the two measured
+#   within noise of each other; this one is kept for its smaller memory traffic.
+# - `SepConv3d` on such maps (the autoencoder's last stage) does the same per conv.
+#
+# Measured (torch.profiler and interleaved timings, one thread, batch 8, 32×32 frames, a busy
+# machine, so ratios only): the predictor's teacher-forced forward+backward went from 14.5 s
+# to 3.8 s in one interleaved run; the whole training step from 1.38× CrevNet's (bf16) to
+# 0.80× (1 thread) and 0.50× (2 threads). Not kept: one fused depthwise Conv3d for the gates
+# (mkldnn, channels-last-3d): 1.0-1.4 ms forward for (8, 96 -> 288 channels, 3×4×4), against
+# 0.28 ms for the Toeplitz matmul, and its backward far slower; building the Toeplitz matrices
+# as a matmul with 0/1 shift matrices (more arithmetic than the convs they replace; an index
+# gather is used); the Toeplitz matmul in the other orientation ((S, K·n, n) @ (S, n, B):
+# the predictor 1.25× slower). Not tried: an explicit 27-tap shifted multiply-add (54 eager calls per conv unless
+# torch.compile fuses them; compiling a training graph of 136 unrolled cells on this CPU was
+# judged too slow to build). Maps larger than TOEPLITZ_MAX_POSITIONS (the paper's 64×64
+# frames: 192) would make the matrices 16× larger and keep the module path.
+
+TOEPLITZ_MAX_POSITIONS = 64
+_FAST_PATH = [True]        # False inside `module_path()`
+
+
+@contextlib.contextmanager
+def module_path():
+    """Run the separable model through its modules (no small-map fast path) inside this block:
+    for tracing (ONNX export), where the packed weights would be expanded into the graph."""
+    _FAST_PATH.append(False)
+    try:
+        yield
+    finally:
+        _FAST_PATH.pop()
+
+
+def fast_path_enabled(x: torch.Tensor) -> bool:
+    """Whether the small-map fast path may run on ``x``: not inside `module_path`, not under
+    autocast, and ``x`` (B, C, T, h, w) has at most TOEPLITZ_MAX_POSITIONS positions."""
+    return (_FAST_PATH[-1] and not torch.is_autocast_enabled(x.device.type)
+            and x[0, 0].numel() <= TOEPLITZ_MAX_POSITIONS)
+_GRAD_FLUSH_STEPS = 8      # steps whose gradients are held before they are summed in one matmul
+
+
+@functools.lru_cache(maxsize=16)
+def _tap_index(T: int, h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(n, n) long tensor, n = T·h·w: the 3×3×3 tap (0..26, in the weight's (t, y, x) order)
+    through which input position q feeds output position p of a padding-1 conv, 27 where none."""
+    with torch.inference_mode(False):     # cached: must stay usable outside inference mode
+        return _build_tap_index(T, h, w, device)
+
+
+def _build_tap_index(T: int, h: int, w: int, device: torch.device) -> torch.Tensor:
+    pos = torch.arange(T * h * w, device=device).view(T, h, w)
+    index = torch.full((T * h * w, T * h * w), 27, dtype=torch.long, device=device)
+    for dt in range(3):
+        for dy in range(3):
+            for dx in range(3):
+                def span(size: int, d: int) -> tuple[slice, slice]:      # (outputs, inputs)
+                    return slice(max(0, 1 - d), size - max(0, d - 1)), slice(max(0, d - 1), size - max(0, 1 - d))
+                (ot, it), (oy, iy), (ox, ix) = span(T, dt), span(h, dy), span(w, dx)
+                index[pos[it, iy, ix].flatten(), pos[ot, oy, ox].flatten()] = dt * 9 + dy * 3 + dx
+    return index
+
+
+def _toeplitz(filters: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Depthwise filters (K, S, 27) -> matrices (S, n, K·n) such that
+    ``bmm(x, result)[s, b, k·n + p]`` is filter (k, s) applied to ``x[s, b]`` (n positions)."""
+    K, S, _ = filters.shape
+    n = taps.shape[0]
+    padded = torch.cat([filters, filters.new_zeros(K, S, 1)], dim=2)
+    matrices = padded.index_select(2, taps.flatten()).view(K, S, n, n)
+    return matrices.permute(1, 2, 0, 3).reshape(S, n, K * n)
+
+
+class _ToeplitzGrad(torch.autograd.Function):
+    """Hands the Toeplitz weight's gradient, summed over all steps, to autograd at once.
+
+    Its output (a 0-dim token) is an input of every step's `_ToeplitzMatmul`, so autograd
+    runs this backward after all of theirs, which have left their (input, output-gradient)
+    pairs in ``conv`` (summed every _GRAD_FLUSH_STEPS steps)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, conv: "ToeplitzConv") -> torch.Tensor:
+        ctx.conv = conv
+        return weight.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _token_grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
+        return ctx.conv.take_grad(), None
+
+
+class _ToeplitzMatmul(torch.autograd.Function):
+    """``bmm(x, conv.weight)`` whose weight gradient is left to `_ToeplitzGrad`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, token: torch.Tensor, conv: "ToeplitzConv") -> torch.Tensor:
+        ctx.conv = conv
+        ctx.save_for_backward(x)
+        return torch.bmm(x, conv.weight.detach())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        ctx.conv.hold(x, grad)
+        return torch.bmm(grad, ctx.conv.weight.detach().transpose(1, 2)), grad.new_zeros(()), None
+
+
+class ToeplitzConv:
+    """The depthwise 3×3×3 filters (K, S, 27) of S channel slots as one batched matmul:
+    ``conv(x)`` maps (S, B, n) to (S, B, K·n) (filter k's output at [..., k·n:(k+1)·n])."""
+
+    def __init__(self, filters: torch.Tensor, taps: torch.Tensor):
+        self.weight = _toeplitz(filters, taps)
+        self.deferred = self.weight.requires_grad and torch.is_grad_enabled()
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.grad: torch.Tensor | None = None
+        if self.deferred:
+            self.token = _ToeplitzGrad.apply(self.weight, self)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.deferred:
+            return torch.bmm(x, self.weight)
+        return _ToeplitzMatmul.apply(x, self.token, self)
+
+    def hold(self, x: torch.Tensor, grad: torch.Tensor) -> None:
+        self.pending.append((x, grad))
+        if len(self.pending) >= _GRAD_FLUSH_STEPS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        xs, grads = zip(*self.pending)
+        self.pending = []
+        x, grad = torch.cat(xs, dim=1).transpose(1, 2), torch.cat(grads, dim=1)
+        self.grad = torch.bmm(x, grad) if self.grad is None else torch.baddbmm(self.grad, x, grad)
+
+    def take_grad(self) -> torch.Tensor | None:
+        self._flush()
+        grad, self.grad = self.grad, None
+        return grad
+
+
+def _pointwise(conv: nn.Module, channels: slice) -> torch.Tensor:
+    """(out, len(channels)) pointwise weight of a SepConv3d (or 1×1×1 Conv3d) on input channels."""
+    weight = conv.pointwise.weight if isinstance(conv, SepConv3d) else conv.weight
+    return weight[:, channels, 0, 0, 0]
+
+
+def _depthwise(conv: SepConv3d, channels: slice) -> torch.Tensor:
+    """(len(channels), 27) depthwise filters of a SepConv3d on input channels."""
+    return conv.depthwise.weight[channels, 0].flatten(1)
+
+
+def _stacked_bias(convs: list[SepConv3d | None]) -> torch.Tensor | None:
+    """(len(convs), out, 1) pointwise biases (zeros for None), or None when no conv has one."""
+    present = [c.pointwise.bias for c in convs if c is not None and c.pointwise.bias is not None]
+    if not present:
+        return None
+    zero = torch.zeros_like(present[0])
+    return torch.stack([zero if c is None or c.pointwise.bias is None else c.pointwise.bias
+                        for c in convs])[:, :, None]
+
+
+def _gate_matmul(bias: torch.Tensor | None, weight: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    return torch.bmm(weight, z) if bias is None else torch.baddbmm(bias, weight, z)
+
+
+class ToeplitzCell:
+    """One `SpatioTemporalLSTMCell`'s parameters packed for `step` on (width, B·n) tensors.
+
+    Stage 1 (inputs x, H, C, M): depthwise filters of i, f, g, o on [x, H, C] and of
+    i′, f′, g′ on [x, M]; stage 2 (C_new): i′, f′, g′, o; stage 3 (M_new): o."""
+
+    def __init__(self, cell: SpatioTemporalLSTMCell, taps: torch.Tensor):
+        c = cell.w1.out_channels
+        x, h, old_c, old_m = slice(0, c), slice(c, 2 * c), slice(2 * c, 3 * c), slice(c, 2 * c)
+        new_c, new_m = slice(2 * c, 3 * c), slice(3 * c, 4 * c)
+        i, f, g = cell.input_gate, cell.forget_gate, cell.cell_candidate
+        mi, mf, mg = cell.memory_input_gate, cell.memory_forget_gate, cell.memory_candidate
+        o = cell.output_gate
+        nothing = torch.zeros_like(_depthwise(i, x))
+        self.conv_xhc = ToeplitzConv(torch.stack(
+            [torch.cat([_depthwise(q, x), _depthwise(q, h), _depthwise(q, old_c)]) for q in (i, f, g)]
+            + [torch.cat([_depthwise(o, x), _depthwise(o, h), nothing])]), taps)        # (4, 3c, 27)
+        self.conv_xm = ToeplitzConv(torch.stack(
+            [torch.cat([_depthwise(q, x), _depthwise(q, old_m)]) for q in (mi, mf, mg)]), taps)
+        self.conv_c = ToeplitzConv(torch.stack([_depthwise(q, new_c) for q in (mi, mf, mg, o)]), taps)
+        self.conv_m = ToeplitzConv(_depthwise(o, new_m)[None], taps)
+        zeros = torch.zeros_like(_pointwise(i, x))
+        self.pw_xhc = torch.stack([torch.cat([_pointwise(q, x), _pointwise(q, h), _pointwise(q, old_c)], 1)
+                                   for q in (i, f, g)]
+                                  + [torch.cat([_pointwise(o, x), _pointwise(o, h), zeros], 1)])
+        self.pw_xm = torch.stack([torch.cat([_pointwise(q, x), _pointwise(q, old_m)], 1) for q in (mi, mf, mg)])
+        self.pw_c = torch.stack([_pointwise(q, new_c) for q in (mi, mf, mg, o)])
+        self.pw_m = _pointwise(o, new_m)
+        self.bias_xhc = _stacked_bias([i, f, g, o])
+        self.bias_xm = _stacked_bias([mi, mf, mg])
+        self.w1, self.w1_bias = _pointwise(cell.w1, slice(None)), cell.w1.bias[:, None]
+
+    def step(self, x: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor, memory: torch.Tensor,
+             batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`SpatioTemporalLSTMCell.forward` on (width, batch·n) tensors: (H_new, C_new, M_new)."""
+        c, bn = x.shape
+
+        def depthwise(conv: ToeplitzConv, sources: list[torch.Tensor], k: int) -> torch.Tensor:
+            z = conv(torch.cat(sources).view(len(sources) * c, batch, -1))      # (S, B, k·n)
+            return z.view(len(sources) * c, batch, k, -1).permute(2, 0, 1, 3).reshape(k, -1, bn)
+
+        i, f, g, o = _gate_matmul(self.bias_xhc, self.pw_xhc, depthwise(self.conv_xhc, [x, hidden, cell], 4)).unbind(0)
+        partial_m = _gate_matmul(self.bias_xm, self.pw_xm, depthwise(self.conv_xm, [x, memory], 3))
+        cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+        gates = torch.baddbmm(torch.cat([partial_m, o[None]]), self.pw_c, depthwise(self.conv_c, [cell], 4))
+        i_m, f_m, g_m, o = gates.unbind(0)
+        memory = torch.sigmoid(f_m) * memory + torch.sigmoid(i_m) * torch.tanh(g_m)
+        o = torch.sigmoid(torch.addmm(o, self.pw_m, self.conv_m(memory.view(c, batch, -1)).view(c, bn)))
+        hidden = o * torch.tanh(torch.addmm(self.w1_bias, self.w1, torch.cat([cell, memory])))
+        return hidden, cell, memory
+
+
+class PackedState(NamedTuple):
+    """A predictor state in the packed layout, with the packed predictor that made it."""
+    packed: "ToeplitzPredictor"
+    state: RPMState | None
+
+
+class ToeplitzPredictor:
+    """A `ReversiblePredictor` packed for small maps (see the section comment): the same steps
+    on tensors in a (width, B·n) layout, n = T·h·w, sample-major. `enter`/`leave` convert
+    from/to the modules' (B, width, T, h, w); a state is ([(H, C)], M) in the packed layout."""
+
+    def __init__(self, predictor: "ReversiblePredictor", like: torch.Tensor):
+        self.batch, self.width, *self.map = like.shape
+        self.positions = like[0, 0].numel()
+        taps = _tap_index(*self.map, like.device)
+        self.cells = [ToeplitzCell(cell, taps) for cell in predictor.cells]
+        self.attention = [(_pointwise(a, slice(None)), a.bias[:, None]) for a in predictor.attention]
+
+    def enter(self, x: torch.Tensor) -> torch.Tensor:
+        """(steps·B, width, T, h, w) -> (steps, width, B·n)."""
+        steps = x.shape[0] // self.batch
+        return x.reshape(steps, self.batch, self.width, self.positions).transpose(1, 2).reshape(
+            steps, self.width, self.batch * self.positions)
+
+    def leave(self, x: torch.Tensor) -> torch.Tensor:
+        """(steps, width, B·n) -> (steps·B, width, T, h, w)."""
+        steps = x.shape[0]
+        return x.view(steps, self.width, self.batch, -1).transpose(1, 2).reshape(
+            steps * self.batch, self.width, *self.map)
+
+    def enter_state(self, state: RPMState | None) -> RPMState | None:
+        if state is None:
+            return None
+        layers, memory = state
+        return [(self.enter(h)[0], self.enter(c)[0]) for h, c in layers], self.enter(memory)[0]
+
+    def leave_state(self, state: RPMState) -> RPMState:
+        layers, memory = state
+        return [(self.leave(h[None]), self.leave(c[None])) for h, c in layers], self.leave(memory[None])
+
+    def step(self, x1: torch.Tensor, x2: torch.Tensor, state: RPMState | None
+             ) -> tuple[torch.Tensor, torch.Tensor, RPMState]:
+        """`ReversiblePredictor.forward` on (width, B·n) tensors."""
+        if state is None:
+            zeros = torch.zeros_like(x1)
+            state = [(zeros, zeros) for _ in self.cells], zeros
+        layers, memory = state
+        new_layers = []
+        for cell, (weight, bias), (hidden, c) in zip(self.cells, self.attention, layers):
+            hidden, c, memory = cell.step(x1, hidden, c, memory, self.batch)
+            new_layers.append((hidden, c))
+            x2 = torch.lerp(x2, hidden, torch.sigmoid(torch.addmm(bias, weight, hidden)))
+            x1, x2 = x2, x1
+        return x1, x2, (new_layers, memory)
 
 
 # --------------------------------------------------------------------------- full model
@@ -463,17 +813,37 @@ class CrevNetPredictor(VideoPredictor):
 
     # ---- one window step
 
-    def step(self, window: torch.Tensor, state: RPMState | None = None
-             ) -> tuple[torch.Tensor, RPMState]:
-        """Predict window j+1 from window j: (B, C, 3, H, W) -> ((B, C, 3, H, W), new state)."""
+    def _advance(self, window: torch.Tensor, state: "RPMState | PackedState | None"):
+        """Encode `window` and advance the predictor: (x1, x2, new state), the state in the
+        layout it came in (a `PackedState` stays packed)."""
         x1, x2 = self.autoencoder.encode(window)
-        x1, x2, state = self.predictor(x1, x2, state)
+        if not isinstance(state, PackedState):
+            return self.predictor(x1, x2, state)
+        packed = state.packed
+        x1, x2, inner = packed.step(packed.enter(x1)[0], packed.enter(x2)[0], state.state)
+        return packed.leave(x1[None]), packed.leave(x2[None]), PackedState(packed, inner)
+
+    def step(self, window: torch.Tensor, state: "RPMState | PackedState | None" = None
+             ) -> tuple[torch.Tensor, "RPMState | PackedState"]:
+        """Predict window j+1 from window j: (B, C, 3, H, W) -> ((B, C, 3, H, W), new state).
+        `state` is an RPMState, None (zeros), or the `PackedState` that `forward` starts with."""
+        x1, x2, state = self._advance(window, state)
         return self.autoencoder.decode(x1, x2), state
 
-    def observe(self, window: torch.Tensor, state: RPMState | None = None) -> RPMState:
+    def observe(self, window: torch.Tensor, state: "RPMState | PackedState | None" = None
+                ) -> "RPMState | PackedState":
         """Advance the state on a true window without decoding a prediction."""
-        x1, x2 = self.autoencoder.encode(window)
-        return self.predictor(x1, x2, state)[2]
+        return self._advance(window, state)[2]
+
+    def start_state(self, frames: torch.Tensor) -> "PackedState | None":
+        """The initial state for a sequence of `frames` (B, T, C, H, W): a `PackedState` (the
+        predictor packed once for all its steps) where the small-map fast path applies, else
+        None (zeros, the modules' layout)."""
+        B, _, _, H, W = frames.shape
+        ds = self.autoencoder.downsampling
+        like = frames.new_empty(B, self.autoencoder.group_channels, self.window_frames, H // ds, W // ds)
+        packed = self.predictor.packed(like)
+        return None if packed is None else PackedState(packed, None)
 
     # ---- contract
 
@@ -510,7 +880,7 @@ class CrevNetPredictor(VideoPredictor):
         T_in = x.shape[1]
         if T_in < self.window_frames:
             raise ValueError(f"need at least {self.window_frames} observed frames, got {T_in}")
-        state = None
+        state = self.start_state(x)
         for j in range(T_in - 3):
             state = self.observe(self._window(x, j), state)
         window = self._window(x, T_in - 3)
@@ -561,13 +931,8 @@ class CrevNetPredictor(VideoPredictor):
             raise ValueError(f"need at least 4 frames in cat(inputs, targets), got "
                              f"{frames.shape[1]}")
         x1_all, x2_all = self.autoencoder.encode(self._windows(frames, 0, transitions))
-        state = None
-        outs1, outs2 = [], []
-        for x1, x2 in zip(x1_all.split(B), x2_all.split(B)):
-            x1, x2, state = self.predictor(x1, x2, state)
-            outs1.append(x1)
-            outs2.append(x2)
-        pred = self.autoencoder.decode(torch.cat(outs1), torch.cat(outs2))   # (tr·B, C, 3, H, W)
+        x1_all, x2_all, _ = self.predictor.roll(x1_all, x2_all, B)
+        pred = self.autoencoder.decode(x1_all, x2_all)                         # (tr·B, C, 3, H, W)
         loss = frames.new_zeros(())
         sums: dict[str, torch.Tensor] = {}
         for j, pred_j in enumerate(pred.split(B)):

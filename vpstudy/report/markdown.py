@@ -13,7 +13,7 @@ import pandas as pd
 from vpstudy import runs
 from vpstudy.report.figures import efficiency_figure, study_figures
 from vpstudy.report.records import DIGITS, records_by_id
-from vpstudy.report.tables import WHY_DIFFERS, study_tables
+from vpstudy.report.tables import MEASURED_COLUMNS, WHY_DIFFERS, study_tables
 from vpstudy.study import load_study, study_names
 
 PROFILE_NOTES = {
@@ -88,6 +88,13 @@ COST_WORDS = {"params": "parameters", "size_bytes": "size (fp32 weights)",
               "macs": "multiply-accumulates (MACs) of one forward pass (10 observed, 10 predicted frames)",
               "flops": "FLOPs of one forward pass (2 per multiply-accumulate)",
               "macs_per_step": "MACs per step (one 3-frame window)"}
+
+
+MEASURED_WORDS = ("measured by `python -m vpstudy bench` on the hardware named: inference latency in "
+                  "ms per predicted frame at batch 1 and 16 (10 observed -> 10 predicted, "
+                  "torch.inference_mode, the model's training precision; eager PyTorch and the "
+                  "exported ONNX graph under ONNX Runtime) and the peak resident memory of a fresh "
+                  "process through one training step")
 
 
 def wall_time_text(by_hardware: dict[str, tuple[int, float]]) -> str:
@@ -200,9 +207,12 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                            f"{_how_to_run(study, table)}", ""]
                     if "ours params" in info["efficiency"]:
                         md += [f"{table}, parameters of the models it would train (built at the "
-                               f"paper's settings, no run) beside the paper's:", "",
+                               f"paper's settings, no run) beside the paper's, and their measured "
+                               f"latency and memory (`python -m vpstudy bench`; latency needs no "
+                               f"training):", "",
                                to_markdown(info["efficiency"][[c for c in info["efficiency"] if c in (
-                                   "row", "ours params", "paper params", WHY_DIFFERS)]])]
+                                   "row", "ours params", "paper params", *MEASURED_COLUMNS,
+                                   WHY_DIFFERS)]])]
                     continue
                 sub.mkdir(parents=True, exist_ok=True)
                 df.fillna("").to_csv(sub / f"{slug}.csv", index=False)
@@ -216,6 +226,7 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                 md += [f"### {table}: {info['caption']}", "", text]
                 if cost_text:
                     words = [COST_WORDS.get(c, c) for c in load_study(name)["tables"][table].get("efficiency", [])]
+                    words.append(MEASURED_WORDS)
                     md += [f"{table}, efficiency at the frame size trained here: {'; '.join(words)}:",
                            "", cost_text]
                 md += [

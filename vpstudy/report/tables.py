@@ -225,8 +225,47 @@ def _efficiency_row(study: dict, entry: dict, recs: list[dict], columns: list[st
             cost["ours params"] = f"{n:,} (not run: built at the paper's settings)"
         if col in paper_columns:
             cost[f"paper {col}"] = entry.get("paper", {}).get(col, "")
+    cost.update(measured_cells(_registry_name(entry.get("model"), dataset)))
     cost[WHY_DIFFERS] = _registry_info(entry.get("model"), dataset).get("paper_note", "")
     return cost
+
+
+# The measured columns of an efficiency table (from `python -m vpstudy bench` results).
+MEASURED_COLUMNS = ("latency ms/frame, batch 1 · 16", "ONNX Runtime ms/frame, batch 1 · 16",
+                    "training-step peak RSS", "measured on")
+
+
+def measured_inference(folder=None) -> dict[str, dict[str, Any]]:
+    """Per model, its inference latency and training-step memory from the committed bench
+    results (``reports/benchmarks/*.json`` with an 'inference' entry; a later file name wins),
+    with the hardware, threads and frame size they were measured at."""
+    import json
+
+    folder = runs.project_dir() / "reports" / "benchmarks" if folder is None else folder
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.json")):
+        result = json.loads(path.read_text())
+        for model, row in result.get("inference", {}).items():
+            found[model] = {**row, "hardware": result["hardware"]["name"], "threads": result["threads"],
+                            "frame_size": result["frame_size"], "file": path.name}
+    return found
+
+
+def measured_cells(model: str | None, measured: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
+    """The MEASURED_COLUMNS of one model ('not measured' where no bench result has it)."""
+    m = (measured_inference() if measured is None else measured).get(model or "")
+    if m is None:
+        return {MEASURED_COLUMNS[0]: "not measured", **{c: "" for c in MEASURED_COLUMNS[1:]}}
+
+    def pair(kind: str) -> str:
+        vals = [m.get(f"{kind}_b{bs}_ms_per_frame") for bs in (1, 16)]
+        return " · ".join("–" if v is None else f"{v:.2f}" for v in vals)
+
+    return {MEASURED_COLUMNS[0]: pair("eager"), MEASURED_COLUMNS[1]: pair("onnxruntime"),
+            MEASURED_COLUMNS[2]: (f"{m['peak_rss_mb']:.0f} MB (batch {m['memory_batch_size']})"
+                                  if "peak_rss_mb" in m else "–"),
+            MEASURED_COLUMNS[3]: f"{m['hardware']}, {m['threads']} threads, {m['frame_size']}×"
+                                 f"{m['frame_size']} frames ({m['file']})"}
 
 
 def _params_at_paper_settings(study: dict, entry: dict) -> int:
@@ -240,11 +279,19 @@ def _params_at_paper_settings(study: dict, entry: dict) -> int:
 def _registry_info(model: str | None, dataset: str) -> dict[str, Any]:
     """The registry's info for the model a row builds: its dataset preset (``sepcrev-bair``)
     where one is registered, which carries the paper's figures and why ours differ."""
-    from vpstudy.models import list_models, model_info  # torch: only when a table has costs
+    from vpstudy.models import model_info  # torch: only when a table has costs
+
+    name = _registry_name(model, dataset)
+    return model_info(name) if name else {}
+
+
+def _registry_name(model: str | None, dataset: str) -> str | None:
+    """The registry name of a row's model: its dataset preset (``sepcrev-bair``) where one is
+    registered, else the model's own (None for a row without a model)."""
+    from vpstudy.models import list_models
 
     names = list_models()
-    name = next((n for n in (f"{model}-{dataset}", model) if n in names), None)
-    return model_info(name) if name else {}
+    return next((n for n in (f"{model}-{dataset}", model) if n in names), None)
 
 
 def _efficiency_cell(recs: list[dict], key: str) -> str:

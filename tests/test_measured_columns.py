@@ -1,0 +1,27 @@
+"""The efficiency tables' measured columns: latency and memory from committed bench results."""
+
+import json
+
+from vpstudy.report.tables import MEASURED_COLUMNS, measured_cells, measured_inference
+
+
+def write(folder, name, inference, hardware="CPU (test, 2 threads)"):
+    (folder / name).write_text(json.dumps({"hardware": {"name": hardware}, "threads": 2, "frame_size": 32,
+                                           "inference": inference}))
+
+
+def test_cells_from_the_latest_bench_file(tmp_path):
+    write(tmp_path, "a.json", {"sepcrev": {"eager_b1_ms_per_frame": 9.0}})
+    write(tmp_path, "b.json", {"sepcrev": {"eager_b1_ms_per_frame": 1.234, "eager_b16_ms_per_frame": 0.5,
+                                           "onnxruntime_b1_ms_per_frame": 2.0, "peak_rss_mb": 812.4,
+                                           "memory_batch_size": 8}})
+    (tmp_path / "old.json").write_text(json.dumps({"hardware": {"name": "x"}, "models": []}))  # no inference
+    measured = measured_inference(tmp_path)
+    assert set(measured) == {"sepcrev"}
+    cells = measured_cells("sepcrev", measured)
+    assert list(cells) == list(MEASURED_COLUMNS)
+    assert cells["latency ms/frame, batch 1 · 16"] == "1.23 · 0.50"
+    assert cells["ONNX Runtime ms/frame, batch 1 · 16"] == "2.00 · –"
+    assert cells["training-step peak RSS"] == "812 MB (batch 8)"
+    assert cells["measured on"] == "CPU (test, 2 threads), 2 threads, 32×32 frames (b.json)"
+    assert measured_cells("predrnn", measured)[MEASURED_COLUMNS[0]] == "not measured"
