@@ -42,7 +42,7 @@ def test_simvp_study_covers_tables_1_to_5_at_every_profile():
 
 def test_seeds_multiply_runs_but_not_the_baseline():
     rows = unique_runs(study_runs("simvp", "cpu", seeds=3))
-    assert len(rows) == 15 * 3 + 2          # 15 trained configs (gSTA-L is paper-only) + 2 baselines
+    assert len(rows) == 16 * 3 + 2          # 16 trained configs (with gSTA-L) + 2 baselines
 
 
 def test_lightweight_study_profiles_and_data():

@@ -76,7 +76,7 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (kh, kw), (dh, dw), (ph, pw) = self.kernel_size, self.dilation, self.padding
-        h, w = x.shape[-2:]
+        h, w = (int(n) for n in x.shape[-2:])     # plain ints also when traced (ONNX export)
         # the tap k places from the centre reads the pixel dh * k away: inside the map for
         # some output pixel iff dh * k <= h - 1. The reaching taps are a centred block.
         r, c = kh // 2 - _reach(kh, dh, h), kw // 2 - _reach(kw, dw, w)     # taps to drop per side

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,7 +43,10 @@ def seeds_by_config(recs: list[dict]) -> list[list[dict]]:
 
 
 def _identity_without_seed(cfg: dict) -> str:
-    return runs.run_id(TrainConfig.from_dict({**cfg, "seed": 0}).identity())
+    try:
+        return runs.run_id(TrainConfig.from_dict({**cfg, "seed": 0}).identity())
+    except (ValueError, TypeError):           # not a config this code can build: compare as written
+        return json.dumps({k: v for k, v in cfg.items() if k != "seed"}, sort_keys=True, default=str)
 
 
 def lowest_validation(groups) -> dict[str, list[dict]]:
