@@ -11,9 +11,9 @@ import pytest
 from vpstudy.__main__ import main
 from vpstudy.bench import format_result, interleave, run_bench
 
-TINY = dict(frame_size=16, rounds=2, warmup=1, eval_sequences=2, generator_sequences=8, matmul_size=256)
+TINY = dict(frame_size=16, rounds=2, warmup=1, eval_sequences=2, generator_sequences=8, matmul_size=512)
 TINY_FLAGS = ["--frame-size", "16", "--batch-size", "2", "--rounds", "1", "--warmup", "1",
-              "--eval-sequences", "2", "--generator-sequences", "8", "--matmul-size", "256",
+              "--eval-sequences", "2", "--generator-sequences", "8", "--matmul-size", "512",
               "--no-onnx", "--no-memory"]
 
 
