@@ -56,6 +56,7 @@ class RunChoice:
     tables: tuple[str, ...]   # ("simvp · Table 4", "simvp · Table 5"), or ("ad hoc",) for a run no study lists
     config: dict
     weights: str | None = None    # the shipped weights' name (weights/manifest.json) for this run
+    val_mse: float = float("inf")  # its final validation MSE (`runs.final_val_mse`)
 
 
 # Config fields that tell runs of one model apart in labels of ad-hoc runs (when they differ).
@@ -128,7 +129,8 @@ def available_runs(root=None) -> list[RunChoice]:
         weights = shipped.get(rec["id"])
         out.append(RunChoice(rec["id"], path, f"{label} — test MSE {mse:.1f}"
                              + (" [shipped weights]" if weights else "" if live else " [recorded samples]"),
-                             live, cfg["model"], cfg["seed"], groups, cfg, weights))
+                             live, cfg["model"], cfg["seed"], groups, cfg, weights,
+                             runs.final_val_mse(rec)))
     return sorted(out, key=lambda c: (c.tables[0], c.label))
 
 
@@ -249,15 +251,11 @@ class Explorer:
     def _default_selection(self, n: int) -> list[str]:
         """Per model, its run with the lowest final validation MSE (live ones first), for up to
         ``n`` models of the first table that has runs of several models."""
-        def val(c: RunChoice) -> float:
-            hist = runs.RunDir(c.path).load().get("history") or [{}]
-            return float(hist[-1].get("val", {}).get("mse", float("inf")))
-
         tables = sorted({t for c in self.choices for t in c.tables},
                         key=lambda t: -len({c.model for c in self.choices if t in c.tables}))
         pool = [c for c in self.choices if tables[0] in c.tables]
         best: dict[str, RunChoice] = {}
-        for c in sorted(pool, key=lambda c: (not c.live, val(c))):
+        for c in sorted(pool, key=lambda c: (not c.live, c.val_mse)):
             best.setdefault(c.model, c)
         return [c.run_id for c in list(best.values())[:n]]
 

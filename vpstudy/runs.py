@@ -531,6 +531,13 @@ def load_records(root: str | os.PathLike | None = None, status: str | None = "co
     return out
 
 
+def final_val_mse(rec: dict[str, Any]) -> float:
+    """The last validation MSE of a trained record (validation data only, never the test set);
+    inf for a record without one."""
+    hist = rec.get("history") or []
+    return float(hist[-1]["val"]["mse"]) if hist and "val" in hist[-1] else float("inf")
+
+
 def flatten_record(rec: dict[str, Any]) -> dict[str, Any]:
     """One row: config fields, test metrics (``test_<name>``), efficiency, provenance."""
     row: dict[str, Any] = {"run_id": rec.get("id"), "status": rec.get("status"), "dir": rec.get("_dir")}

@@ -276,7 +276,7 @@ def export_one(choice: Choice, record_dir: Path, out: Path, dtype: str = "auto",
                    "precision": prov.get("precision"), "torch": prov.get("torch_version"),
                    "hardware": (prov.get("hardware") or {}).get("name")},
         "selection": selection_text(choice),
-        "best_run": {"run_id": choice.best["id"], "val_mse": _val_mse(choice.best),
+        "best_run": {"run_id": choice.best["id"], "val_mse": runs.final_val_mse(choice.best),
                      "has_weights": choice.is_best},
         "dtype_check": {"sequences": CHECK_SEQUENCES, "tolerance": FP16_TOLERANCE,
                         "max_relative_change": change, "by_compute_precision": numbers},
@@ -301,19 +301,14 @@ def export_one(choice: Choice, record_dir: Path, out: Path, dtype: str = "auto",
     return entry
 
 
-def _val_mse(rec: dict) -> float:
-    from vpstudy.report.figures import final_val_mse
-
-    return final_val_mse(rec)
-
-
 def selection_text(choice: Choice) -> str:
     if choice.is_best:
         return (f"the best {choice.model} run at the {choice.best['config']['profile']} profile by final "
-                f"validation MSE ({_val_mse(choice.best):.3f}; best config by mean over seeds, then best seed)")
+                f"validation MSE ({runs.final_val_mse(choice.best):.3f}; best config by mean over seeds, "
+                f"then best seed)")
     return (f"the best available: run {choice.best['id']} has the lowest final validation MSE "
-            f"({_val_mse(choice.best):.3f}) but no checkpoint here; this is the run with the lowest "
-            f"one ({_val_mse(choice.chosen):.3f}) among those with a checkpoint")
+            f"({runs.final_val_mse(choice.best):.3f}) but no checkpoint here; this is the run with the lowest "
+            f"one ({runs.final_val_mse(choice.chosen):.3f}) among those with a checkpoint")
 
 
 def export_weights(roots: Sequence[str | os.PathLike | None], out: str | os.PathLike | None = None,
@@ -352,7 +347,7 @@ def export_weights(roots: Sequence[str | os.PathLike | None], out: str | os.Path
             kept = " (its shipped weights are kept)" if name in manifest["models"] else ""
             reason = (f"no {profile}-profile run of it has a checkpoint under "
                       f"{named}; its best run is {choice.best['id']} (final "
-                      f"validation MSE {_val_mse(choice.best):.3f}); re-train it with: {command}, then "
+                      f"validation MSE {runs.final_val_mse(choice.best):.3f}); re-train it with: {command}, then "
                       f"export with --runs {named} {runs.SCRATCH}")
             log(f"{name}: skipped{kept}: {reason}")
             if name not in manifest["models"]:

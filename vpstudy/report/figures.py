@@ -15,6 +15,7 @@ import numpy as np
 from vpstudy import metrics, plots, runs
 from vpstudy.config import TrainConfig
 from vpstudy.report.tables import settings_text
+from vpstudy.runs import final_val_mse
 from vpstudy.study import StudyRun, load_study, study_runs
 
 PNG_META = {"Software": None}
@@ -24,12 +25,6 @@ def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, metadata=PNG_META)
     plt.close(fig)
-
-
-def final_val_mse(rec: dict) -> float:
-    """The last validation MSE of a trained record (validation data only, never the test set)."""
-    hist = rec.get("history") or []
-    return float(hist[-1]["val"]["mse"]) if hist and "val" in hist[-1] else float("inf")
 
 
 def seeds_by_config(recs: list[dict]) -> list[list[dict]]:
