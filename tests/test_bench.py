@@ -7,6 +7,7 @@ consistency of the derived numbers are checked.
 import json
 
 import pytest
+import torch
 
 from vpstudy.__main__ import main
 from vpstudy.bench import format_result, interleave, run_bench
@@ -87,3 +88,14 @@ def test_cli_json_and_out(tmp_path, capsys):
 def test_cli_rejects_bad_arguments_before_timing(args, message, capsys):
     assert main(["bench", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_training_memory_is_the_fresh_process_own_peak_not_the_parents():
+    import numpy as np
+
+    from vpstudy.bench import training_peak_memory
+
+    big = np.ones(2 * 2**30, dtype=np.uint8)          # this process's peak RSS: over 2 GiB
+    mem = training_peak_memory("gsta", 2, 16, "auto", torch.device("cpu"))
+    del big
+    assert 50 < mem["peak_rss_mb"] < 1536             # a tiny gSTA step; ru_maxrss would say > 2048

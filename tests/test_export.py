@@ -32,3 +32,25 @@ def test_cli_writes_the_graph(tmp_path, capsys):
     out = tmp_path / "g.onnx"
     assert main(["export", "gsta", "--onnx", str(out), "--frame-size", "16"]) == 0
     assert out.stat().st_size > 1_000_000 and "wrote" in capsys.readouterr().out
+
+
+def test_cli_exports_a_trained_run_and_its_graph_predicts_what_the_run_predicts(tmp_path, capsys):
+    from vpstudy.config import make_config
+    from vpstudy.predict import load_predictor
+    from vpstudy.train import train
+
+    cfg = make_config("smoke", model="gsta", epochs=1)
+    rec = train(cfg, tmp_path / "runs", progress=False, log=None)
+    out = tmp_path / "trained.onnx"
+    assert main(["export", "--run", rec["_dir"], "--onnx", str(out)]) == 0
+    assert f"run {rec['id']}" in capsys.readouterr().out
+    model, cfg, _ = load_predictor(run=rec["_dir"])
+    x = torch.rand(2, *cfg.clip_shape)
+    with torch.no_grad():
+        expected = model(x)
+    got = onnx_predict(onnx_session(out), x)                 # batch 2 through a batch-1 trace
+    assert ((got - expected).abs().max() / expected.abs().max()).item() < 1e-4
+    # a trained model keeps its run's frame size; a name beside --run is refused
+    assert main(["export", "gsta", "--run", rec["_dir"], "--onnx", str(out)]) == 2
+    assert "without a model name" in capsys.readouterr().err
+    assert main(["export", "--onnx", str(out)]) == 2

@@ -2,7 +2,13 @@
 
 import json
 
-from vpstudy.report.tables import MEASURED_COLUMNS, measured_cells, measured_inference
+from vpstudy.report.tables import (
+    MEASURED_COLUMNS,
+    measured_cells,
+    measured_inference,
+    measured_steps,
+    unrun_cost_text,
+)
 
 
 def write(folder, name, inference, hardware="CPU (test, 2 threads)"):
@@ -25,3 +31,22 @@ def test_cells_from_the_latest_bench_file(tmp_path):
     assert cells["training-step peak RSS"] == "812 MB (batch 8)"
     assert cells["measured on"] == "CPU (test, 2 threads), 2 threads, 32×32 frames (b.json)"
     assert measured_cells("predrnn", measured)[MEASURED_COLUMNS[0]] == "not measured"
+
+
+def write_steps(folder, name, models, device="cpu"):
+    (folder / name).write_text(json.dumps({"hardware": {"name": "CPU (test, 2 threads)"}, "threads": 2,
+                                           "frame_size": 32, "device": device, "models": models}))
+
+
+def test_an_unrun_row_states_its_measured_cost(tmp_path):
+    step = {"model": "predrnn", "batch_size": 8, "frame_size": 32, "precision": "bf16"}
+    write_steps(tmp_path, "a.json", [{**step, "step_s": 99.0}])
+    write_steps(tmp_path, "b.json", [{**step, "step_s": 9.9}, {**step, "batch_size": 16, "step_s": 20.0}])
+    write_steps(tmp_path, "c.json", [{**step, "step_s": 0.1}], device="cuda")      # not this CPU
+    measured = measured_steps(tmp_path)
+    assert measured[("predrnn", 8, 32)]["step_s"] == 9.9
+    text = unrun_cost_text("predrnn", 8, 32, 2500, "cpu", measured)
+    assert "9.90 s" in text and "2,500 steps" in text and "≈6.9 h per seed on 2 threads" in text
+    assert "b.json" in text and "bf16" in text
+    assert unrun_cost_text("predrnn", 4, 32, 2500, "cpu", measured) == ""    # not measured at batch 4
+    assert unrun_cost_text("predrnn", 8, 32, None, "cpu", measured) == ""    # no budget to multiply

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from vpstudy import runs
-from vpstudy.config import make_config
+from vpstudy.config import TrainConfig, make_config
 
 
 def test_run_id_is_stable_and_config_sensitive():
@@ -14,6 +14,17 @@ def test_run_id_is_stable_and_config_sensitive():
     assert runs.run_id(a) == runs.run_id(b)
     assert runs.run_id(a) != runs.run_id(c)
     assert runs.run_id(a).startswith("gsta-smoke-s0-")
+
+
+def test_test_set_key_names_what_the_test_set_depends_on():
+    cfg = make_config("cpu", seed=0).to_dict()
+    assert runs.test_set_key(cfg) == runs.test_set_key({**cfg, "seed": 3, "lr": 0.5, "model": "incepu"})
+    for field, other in [("test_sequences", 7), ("num_digits", 3), ("downsample", 1), ("test_file", "x.npy")]:
+        assert runs.test_set_key(cfg) != runs.test_set_key({**cfg, field: other}), field
+    # a record written before a field existed is keyed with that field's default
+    full = make_config("cpu", seed=0, data_root=None).to_dict()
+    assert runs.test_set_key({k: v for k, v in full.items() if k != "digit_source"}) == runs.test_set_key(full)
+    assert runs.test_set_key({}) == runs.test_set_key(TrainConfig().to_dict())
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):

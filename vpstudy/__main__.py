@@ -54,14 +54,28 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from vpstudy.export import export_onnx
-    from vpstudy.models import build_model, default_input_shape
 
-    shape = default_input_shape(args.model)
-    if args.frame_size:
-        shape = (*shape[:2], args.frame_size, args.frame_size)
-    model = build_model(args.model, in_shape=shape)
-    path = export_onnx(model, args.onnx, (args.batch_size, *shape))
-    print(f"wrote {path}: {args.model}, frames {(args.batch_size, *shape)} -> "
+    trained = {"model": args.trained, "run": args.run, "checkpoint": args.checkpoint}
+    if any(v is not None for v in trained.values()):
+        if args.model is not None or args.frame_size:
+            raise ValueError("a trained model exports at its run's own frame size: give --trained, --run or "
+                             "--checkpoint without a model name or --frame-size")
+        from vpstudy.predict import load_predictor
+
+        model, cfg, what = load_predictor(**trained, weights=args.weights)
+        shape = cfg.clip_shape
+    elif args.model is None:
+        raise ValueError("name a registered model (freshly initialised weights), or give --trained NAME, "
+                         "--run DIR or --checkpoint PATH")
+    else:
+        from vpstudy.models import build_model, default_input_shape
+
+        shape = default_input_shape(args.model)
+        if args.frame_size:
+            shape = (*shape[:2], args.frame_size, args.frame_size)
+        model, what = build_model(args.model, in_shape=shape), f"{args.model} (freshly initialised)"
+    path = export_onnx(model.float(), args.onnx, (args.batch_size, *shape))
+    print(f"wrote {path}: {what}, frames {(args.batch_size, *shape)} -> "
           f"future ({args.batch_size}, {model.out_frames}, {', '.join(map(str, shape[1:]))})")
     return 0
 
@@ -160,7 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_describe)
 
     e = sub.add_parser("export", help="write a model's inference graph as ONNX (optional extra 'onnx')")
-    e.add_argument("model", help="registered model name (freshly initialised weights)")
+    e.add_argument("model", nargs="?", default=None,
+                   help="registered model name (freshly initialised weights); or one of:")
+    trained = e.add_mutually_exclusive_group()
+    trained.add_argument("--trained", help="the shipped trained weights of this model (weights/manifest.json)")
+    trained.add_argument("--run", help="a run directory with its checkpoint.pt")
+    trained.add_argument("--checkpoint", help="a checkpoint.pt (it holds its config)")
+    e.add_argument("--weights", default=None, help="shipped weights folder (default $VPSTUDY_WEIGHTS or ./weights)")
     e.add_argument("--onnx", required=True, help="output .onnx file")
     e.add_argument("--batch-size", "--batch_size", type=int, default=1, help="traced batch size (default 1)")
     e.add_argument("--frame-size", "--frame_size", type=int, default=None,

@@ -221,7 +221,7 @@ def onnx_inference(session, batch_size: int, shape: tuple[int, ...]) -> Callable
 
 
 _PEAK_SCRIPT = """
-import json, resource, sys, torch
+import json, sys, torch
 from vpstudy import bench
 name, bs, frame, precision, device, threads = sys.argv[1:7]
 torch.set_num_threads(int(threads))
@@ -231,12 +231,12 @@ cfg = bench.bench_config(name, int(bs), precision, dev)
 from vpstudy.precision import autocast_dtype
 net = bench.build(name, shape, dev, True)
 step = bench.training_step(net, cfg, dev, autocast_dtype(cfg, dev), int(bs), shape)
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-before = rss()
+def status_kb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+before = status_kb("VmRSS") * 1024
 step()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status_kb("VmHWM") * 1024
 print(json.dumps({"before_bytes": before, "peak_bytes": peak}))
 """
 
@@ -244,9 +244,11 @@ print(json.dumps({"before_bytes": before, "peak_bytes": peak}))
 def training_peak_memory(name: str, batch_size: int, frame_size: int, precision: str,
                          device: torch.device) -> dict[str, float] | None:
     """Peak resident memory of the first training step, in a fresh process (Linux; None
-    elsewhere or on CUDA): 'peak_rss_mb', the process's peak RSS (ru_maxrss: Python, torch,
-    the model, its optimizer and data included), and 'step_rss_mb', that peak less the RSS
-    just before the step (what the step's activations, gradients and Adam state add)."""
+    elsewhere or on CUDA): 'peak_rss_mb', the process's peak RSS (VmHWM: Python, torch, the
+    model, its optimizer and data included), and 'step_rss_mb', that peak less the RSS just
+    before the step (what the step's activations, gradients and Adam state add). Not
+    ``ru_maxrss``: Linux keeps it across fork and exec, so a child started by a large parent
+    reports the parent's peak (every model read 2,299 MB in a bench run that way)."""
     import json
     import subprocess
     import sys

