@@ -95,6 +95,23 @@ def test_a_malformed_at_profile_fails_when_the_study_loads(tmp_path, at_profile,
     assert [r.row for r in study_runs(str(path), profile="smoke")] == ["ok"]
 
 
+def test_seeds_at_gives_a_row_more_seeds_at_one_profile(tmp_path):
+    path = tmp_path / "more.toml"
+    path.write_text('[[runs]]\ntable = "T"\nrow = "three"\nmodel = "gsta"\n\n'
+                    '[[runs]]\ntable = "T"\nrow = "five"\nmodel = "gsta"\nlr = 0.002\nseeds_at = { cpu = 5 }\n')
+    def seeds(profile, n):
+        return {row: sorted(r.config.seed for r in study_runs(str(path), profile, n) if r.row == row)
+                for row in ("three", "five")}
+    assert seeds("cpu", 3) == {"three": [0, 1, 2], "five": [0, 1, 2, 3, 4]}
+    assert seeds("cpu", 7) == {"three": list(range(7)), "five": list(range(7))}   # never fewer than asked
+    assert seeds("smoke", 1) == {"three": [0], "five": [0]}                        # other profiles: as asked
+    for bad, error in [("{ cpu = 0 }", "whole numbers of seeds >= 1"), ("{ cpu = 2.5 }", "whole numbers"),
+                       ("{ laptop = 5 }", "unknown profile.*'laptop'")]:
+        path.write_text(path.read_text().rsplit("seeds_at", 1)[0] + f"seeds_at = {bad}\n")
+        with pytest.raises(ValueError, match=f"row T / 'five'.*{error}"):
+            load_study(str(path))
+
+
 def _fake_record(root: Path, run, mse: float, ssim: float, history=True, device="cpu"):
     rd = runs.RunDir(root / run.run_id)
     t = 10

@@ -30,7 +30,7 @@ from vpstudy.config import BASELINES, PROFILES, TrainConfig, baseline_config, de
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 REPO = Path(__file__).resolve().parent.parent
 ABLATION_NOTEBOOK = REPO / "notebooks" / "ablation.ipynb"   # in a source checkout, not in a wheel
-ROW_KEYS = ("table", "row", "paper", "profiles", "at_profile")
+ROW_KEYS = ("table", "row", "paper", "profiles", "at_profile", "seeds_at")
 STUDY_KEYS = ("name", "title", "notebook", "defaults", "profiles", "tables", "runs", "metrics",
               "figures_table", "figures_extra_test")
 
@@ -68,6 +68,7 @@ def _check_study(path: Path, study: dict[str, Any]) -> None:
         if missing:
             raise ValueError(f"study file {path}: [[runs]] entry {i} has no {' or '.join(missing)}")
         _check_at_profile(path, e)
+        _check_seeds_at(path, e)
     _check_comparisons(path, study)
 
 
@@ -88,6 +89,18 @@ def _check_comparisons(path: Path, study: dict) -> None:
                      not in {x.partition("@")[0] for x in shown}]
             if extra:
                 raise ValueError(f"{where}: metric(s) {extra} are not among the table's metrics {shown}")
+
+
+def _check_seeds_at(path: Path, entry: dict) -> None:
+    """A row's ``seeds_at = { cpu = 5 }``: known profiles, each a whole number of seeds >= 1."""
+    at = entry.get("seeds_at", {})
+    where = f"study file {path}, row {entry['table']} / {entry['row']!r}"
+    if not isinstance(at, dict) or not all(type(v) is int and v >= 1 for v in at.values()):
+        raise ValueError(f"{where}: seeds_at must map profile names to whole numbers of seeds >= 1, "
+                         f"e.g. seeds_at = {{ cpu = 5 }}; got {at!r}")
+    unknown = sorted(set(at) - set(PROFILES))
+    if unknown:
+        raise ValueError(f"{where}: seeds_at names unknown profile(s) {unknown}; profiles are {list(PROFILES)}")
 
 
 def _check_at_profile(path: Path, entry: dict) -> None:
@@ -134,7 +147,9 @@ def profile_params(study: dict, entry: dict, profile: str) -> dict[str, Any]:
 
 
 def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[StudyRun]:
-    """Every (table row, seed) of the study as a validated config."""
+    """Every (table row, seed) of the study as a validated config: ``seeds`` per row (seeds
+    0..seeds-1), or more where the row's ``seeds_at`` asks for more at this profile (a comparison
+    that needs more seeds to be detectable; the study file says which and why)."""
     study = load_study(name)
     profile = profile or default_profile()
     out = []
@@ -142,7 +157,8 @@ def study_runs(name: str, profile: str | None = None, seeds: int = 1) -> list[St
         if profile not in entry.get("profiles", [profile]):
             continue
         baseline = entry.get("model") in BASELINES
-        for seed in range(1 if baseline else seeds):
+        wanted = max(seeds, entry.get("seeds_at", {}).get(profile, 0))
+        for seed in range(1 if baseline else wanted):
             params = {**profile_params(study, entry, profile), "seed": seed}
             cfg = make_config(**params)
             if baseline:                      # deterministic, trains nothing: one shared record
