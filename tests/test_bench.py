@@ -60,6 +60,7 @@ def test_inference_latency_and_training_memory(result):
 
 def test_result_is_json_and_prints(result):
     assert json.loads(json.dumps(result)) == result
+    assert set(result["provenance"]) == {"git_commit", "measured_at"} and result["provenance"]["measured_at"]
     text = format_result(result)
     assert "gsta batch 2" in text and "GFLOP/s" in text and "sequences/s" in text
 

@@ -50,3 +50,20 @@ def test_an_unrun_row_states_its_measured_cost(tmp_path):
     assert "b.json" in text and "bf16" in text
     assert unrun_cost_text("predrnn", 4, 32, 2500, "cpu", measured) == ""    # not measured at batch 4
     assert unrun_cost_text("predrnn", 8, 32, None, "cpu", measured) == ""    # no budget to multiply
+
+
+def test_the_latest_measurement_wins_whatever_the_file_names(tmp_path):
+    def bench(name, when, ms):
+        result = {"hardware": {"name": "CPU"}, "threads": 2, "frame_size": 32, "device": "cpu",
+                  "inference": {"gsta": {"eager_b1_ms_per_frame": ms}},
+                  "models": [{"model": "gsta", "batch_size": 8, "frame_size": 32, "precision": "bf16",
+                              "step_s": ms}]}
+        if when:
+            result["provenance"] = {"measured_at": when, "git_commit": "abc"}
+        (tmp_path / name).write_text(json.dumps(result))
+
+    bench("z-old.json", None, 1.0)                          # from before measured_at was recorded
+    bench("b-new.json", "2026-12-02T19:30:00+00:00", 2.0)
+    bench("a-mid.json", "2026-11-30T10:00:00+00:00", 3.0)
+    assert measured_inference(tmp_path)["gsta"]["eager_b1_ms_per_frame"] == 2.0
+    assert measured_steps(tmp_path)[("gsta", 8, 32)]["step_s"] == 2.0

@@ -372,6 +372,7 @@ def run_bench(models: Sequence[str] = ("gsta",), batch_sizes: Sequence[int] = (D
     peak = {p: {"size": matmul_size, "seconds": med[f"matmul {p}"],
                 "gflops_per_s": 2 * matmul_size**3 / med[f"matmul {p}"] / 1e9} for p in peaks}
     return {
+        "provenance": {"git_commit": runs.git_commit(), "measured_at": runs.now()},
         "hardware": runs.hardware(str(dev)),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

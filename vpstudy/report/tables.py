@@ -250,16 +250,19 @@ MEASURED_COLUMNS = ("latency ms/frame, batch 1 · 16", "ONNX Runtime ms/frame, b
 
 
 def _bench_results(folder=None) -> list[tuple[str, dict]]:
-    """The committed bench results (``reports/benchmarks/*.json``), in file-name order."""
+    """The committed bench results (``reports/benchmarks/*.json``), oldest first: by the time
+    they were measured (``provenance.measured_at``; files from before it was recorded first),
+    then by file name."""
     import json
 
     folder = runs.project_dir() / "reports" / "benchmarks" if folder is None else folder
-    return [(path.name, json.loads(path.read_text())) for path in sorted(folder.glob("*.json"))]
+    found = [(path.name, json.loads(path.read_text())) for path in folder.glob("*.json")]
+    return sorted(found, key=lambda nr: ((nr[1].get("provenance") or {}).get("measured_at", ""), nr[0]))
 
 
 def measured_inference(folder=None) -> dict[str, dict[str, Any]]:
     """Per model, its inference latency and training-step memory from the committed bench
-    results (``reports/benchmarks/*.json`` with an 'inference' entry; a later file name wins),
+    results (``reports/benchmarks/*.json`` with an 'inference' entry; the latest measured wins),
     with the hardware, threads and frame size they were measured at."""
     found: dict[str, dict[str, Any]] = {}
     for name, result in _bench_results(folder):
@@ -271,7 +274,7 @@ def measured_inference(folder=None) -> dict[str, dict[str, Any]]:
 
 def measured_steps(folder=None) -> dict[tuple[str, int, int], dict[str, Any]]:
     """(model, batch size, frame size) -> its measured training step on the CPU (the committed
-    bench results; a later file name wins), with the hardware, threads and file."""
+    bench results; the latest measured wins), with the hardware, threads and file."""
     found: dict[tuple[str, int, int], dict[str, Any]] = {}
     for name, result in _bench_results(folder):
         if result.get("device") != "cpu":
