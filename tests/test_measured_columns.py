@@ -46,7 +46,7 @@ def test_an_unrun_row_states_its_measured_cost(tmp_path):
     measured = measured_steps(tmp_path)
     assert measured[("predrnn", 8, 32)]["step_s"] == 9.9
     text = unrun_cost_text("predrnn", 8, 32, 2500, "cpu", measured)
-    assert "9.90 s" in text and "2,500 steps" in text and "≈6.9 h per seed on 2 threads" in text
+    assert "9.90 s" in text and "2,500 steps" in text and "≈6.9 h per seed" in text and "CPU (test, 2 threads)" in text
     assert "b.json" in text and "bf16" in text
     assert unrun_cost_text("predrnn", 4, 32, 2500, "cpu", measured) == ""    # not measured at batch 4
     assert unrun_cost_text("predrnn", 8, 32, None, "cpu", measured) == ""    # no budget to multiply
@@ -67,3 +67,10 @@ def test_the_latest_measurement_wins_whatever_the_file_names(tmp_path):
     bench("a-mid.json", "2026-11-30T10:00:00+00:00", 3.0)
     assert measured_inference(tmp_path)["gsta"]["eager_b1_ms_per_frame"] == 2.0
     assert measured_steps(tmp_path)[("gsta", 8, 32)]["step_s"] == 2.0
+
+
+def test_a_measurement_at_another_frame_size_is_not_shown(tmp_path):
+    write(tmp_path, "b.json", {"sepcrev": {"eager_b1_ms_per_frame": 1.0}})     # measured at 32x32
+    measured = measured_inference(tmp_path)
+    assert measured_cells("sepcrev", measured, frame_size=32)[MEASURED_COLUMNS[0]] == "1.00 · –"
+    assert measured_cells("sepcrev", measured, frame_size=128)[MEASURED_COLUMNS[0]] == "not measured at 128×128"

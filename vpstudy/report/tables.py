@@ -179,7 +179,7 @@ def study_tables(name: str, profile: str, by_id: dict[str, dict], max_seeds: int
                         f" (vs {ref_key[1]})" if several_refs else "")
             if spec.get("efficiency") and key[0] != "Baseline":
                 efficiency.append(_efficiency_row(study, entry, recs, spec["efficiency"],
-                                                  paper_cost_cols, dataset))
+                                                  paper_cost_cols, dataset, profile))
             line["seeds"] = len(recs)
             sampled = [r["test"] for r in recs if r.get("test", {}).get("samples")]
             if sampled:              # a stochastic model: best of N samples (SVG's protocol)
@@ -228,9 +228,12 @@ def _unrun_row_cost(study: dict, entry: dict, profile: str, recs_of: dict[tuple,
 
 
 def _efficiency_row(study: dict, entry: dict, recs: list[dict], columns: list[str],
-                    paper_columns: list[str], dataset: str) -> dict[str, str]:
+                    paper_columns: list[str], dataset: str, profile: str) -> dict[str, str]:
     """One row of a table's cost table: ours (from the records; without records, the
-    parameters of the model built at the paper's settings), the paper's, and why they differ."""
+    parameters of the model built at the paper's settings), the paper's, the measured latency
+    and memory of the model at the frame size the row trains at this profile, and why ours
+    differ from the paper's."""
+    cfg = make_config(**{**profile_params(study, entry, profile), "seed": 0})
     cost = {"row": entry["row"]}
     for col in columns:
         cost[f"ours {col}"] = _efficiency_cell(recs, col)
@@ -239,8 +242,8 @@ def _efficiency_row(study: dict, entry: dict, recs: list[dict], columns: list[st
             cost["ours params"] = f"{n:,} (not run: built at the paper's settings)"
         if col in paper_columns:
             cost[f"paper {col}"] = entry.get("paper", {}).get(col, "")
-    cost.update(measured_cells(_registry_name(entry.get("model"), dataset)))
-    cost[WHY_DIFFERS] = _registry_info(entry.get("model"), dataset).get("paper_note", "")
+    cost.update(measured_cells(_registry_name(cfg.model, dataset), frame_size=cfg.frame_size))
+    cost[WHY_DIFFERS] = _registry_info(cfg.model, dataset).get("paper_note", "")
     return cost
 
 
@@ -293,16 +296,19 @@ def unrun_cost_text(model: str, batch_size: int, frame_size: int, steps: int | N
     if m is None or not steps:
         return ""
     return (f"not run at the {profile} profile: a training step takes {m['step_s']:.2f} s here "
-            f"(batch {batch_size}, {frame_size}×{frame_size} px, {m['precision']}, {m['hardware']}, "
-            f"{m['threads']} threads; {m['file']}), so the table's {steps:,} steps would take "
-            f"≈{m['step_s'] * steps / 3600:.1f} h per seed on {m['threads']} threads")
+            f"(batch {batch_size}, {frame_size}×{frame_size} px, {m['precision']}; {m['hardware']}; "
+            f"{m['file']}), so the table's {steps:,} steps would take ≈{m['step_s'] * steps / 3600:.1f} h "
+            f"per seed")
 
 
-def measured_cells(model: str | None, measured: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
-    """The MEASURED_COLUMNS of one model ('not measured' where no bench result has it)."""
+def measured_cells(model: str | None, measured: dict[str, dict[str, Any]] | None = None,
+                   frame_size: int | None = None) -> dict[str, str]:
+    """The MEASURED_COLUMNS of one model ('not measured' where no bench result has it, or,
+    given ``frame_size``, none has it at that frame size)."""
     m = (measured_inference() if measured is None else measured).get(model or "")
-    if m is None:
-        return {MEASURED_COLUMNS[0]: "not measured", **{c: "" for c in MEASURED_COLUMNS[1:]}}
+    if m is None or (frame_size is not None and m["frame_size"] != frame_size):
+        at = f" at {frame_size}×{frame_size}" if m is not None else ""
+        return {MEASURED_COLUMNS[0]: f"not measured{at}", **{c: "" for c in MEASURED_COLUMNS[1:]}}
 
     def pair(kind: str) -> str:
         vals = [m.get(f"{kind}_b{bs}_ms_per_frame") for bs in (1, 16)]
