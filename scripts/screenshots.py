@@ -125,6 +125,54 @@ CHOOSERS = ("() => ({dropdowns: Array.from(document.querySelectorAll('" + VISIBL
             + " .widget-checkbox')).map(d => d.textContent.trim())})")
 
 
+SHIPPED = "[shipped weights]"                           # the explorer's label of a run with weights/
+OUTPUTS_TEXT = ("Array.from(document.querySelectorAll('" + VISIBLE + " .jp-OutputArea'))"
+                ".map(o => o.innerText).join('\\n').replace(/\\u00a0/g, ' ')")
+PANEL_TEXT = "() => " + OUTPUTS_TEXT                  # every output of the notebook on screen, as text
+PANEL_HAS = ("([want, absent]) => { const t = " + OUTPUTS_TEXT + ";"
+             " return want.every(w => t.includes(w)) && !absent.some(a => t.includes(a)); }")
+
+
+def wait_panel(page, want: list[str], absent: list[str] = (), timeout_ms: int = 120_000) -> str:
+    """Wait until the notebook's outputs show every text of ``want`` and none of ``absent``."""
+    page.wait_for_function(PANEL_HAS, arg=[list(want), list(absent)], timeout=timeout_ms)
+    page.wait_for_timeout(1500)                  # let the new picture decode
+    return page.evaluate(PANEL_TEXT)
+
+
+def explore_live(page, out: Path | None, index: int = 123, timeout_ms: int = 120_000) -> dict:
+    """In the explorer (its notebook run): choose the first run with shipped weights alone, show
+    test sequence ``index`` of its fixed test set, then the same index of the 3-digit set, both
+    predicted live from the weights. Returns the panel's text of each view and its images;
+    saves ``explore-seq{index}.png`` and ``explore-3-digits.png`` under ``out``."""
+    chooser = page.locator(VISIBLE + " .widget-select-multiple select").first
+    values = chooser.evaluate("s => Array.from(s.options).map(o => [o.value, o.textContent.replace(/\\u00a0/g, ' ')])")
+    live = [(value, text.strip()) for value, text in values if SHIPPED in text]
+    if not live:
+        raise RuntimeError(f"no run with shipped weights among the explorer's runs: {[t for _, t in values]}")
+    chooser.select_option(value=live[0][0])
+    wait_panel(page, ["test set: ", " sequences ("], ["have no checkpoint"], timeout_ms)
+    handle = page.locator(VISIBLE + " .widget-slider", has_text="sequence").locator(".noUi-handle").first
+    handle.focus()                               # the keyboard, as a person would: Home, then
+    page.keyboard.press("Home")                  # PageUp (5 sequences) and ArrowRight (1)
+    for key, times in (("PageUp", index // 5), ("ArrowRight", index % 5)):
+        for _ in range(times):
+            page.keyboard.press(key)
+    shown = f"Test sequence {index}"
+    views = {"run": live[0][1], "sequence": wait_panel(page, [shown], [], timeout_ms)}
+    picture = page.locator(VISIBLE + " .widget-image").first
+    picture.scroll_into_view_if_needed()
+    if out is not None:
+        page.screenshot(path=str(out / f"explore-seq{index}.png"))
+    page.locator(VISIBLE + " .widget-dropdown", has_text="test set").locator("select").select_option(label="3 digits")
+    views["3 digits"] = wait_panel(page, ["3 digits, profile", shown], [], timeout_ms)
+    picture.scroll_into_view_if_needed()
+    if out is not None:
+        page.screenshot(path=str(out / "explore-3-digits.png"))
+    views["images"] = page.evaluate(IMAGES_LOADED)
+    return views
+
+
 def output_errors(page) -> list[str]:
     return page.evaluate("() => Array.from(document.querySelectorAll('.jp-RenderedText[data-mime-type="
                          "\"application/vnd.jupyter.stderr\"], .jp-OutputArea-output pre'))"
@@ -150,8 +198,10 @@ def screenshots(page, out: Path, stem: str, shots: int = 3) -> list[Path]:
     return paths
 
 
-def capture(runs_root: Path, reports: Path, out: Path | None, log_dir: Path) -> dict[str, list[dict]]:
-    """Run report.ipynb and explore.ipynb in JupyterLab; return each one's output images."""
+def capture(runs_root: Path, reports: Path, out: Path | None, log_dir: Path,
+            live_index: int | None = 123) -> dict[str, list[dict]]:
+    """Run report.ipynb and explore.ipynb in JupyterLab; return each one's output images (and,
+    with ``live_index``, the explorer's live views of that test sequence: `explore_live`)."""
     from playwright.sync_api import sync_playwright
 
     env = {"VPSTUDY_RUNS": str(runs_root), "VPSTUDY_REPORTS": str(reports), "OMP_NUM_THREADS": "1"}
@@ -175,6 +225,12 @@ def capture(runs_root: Path, reports: Path, out: Path | None, log_dir: Path) -> 
                 found["explore_choosers"] = page.evaluate(CHOOSERS)
             if out is not None:
                 screenshots(page, out, name, shots=4 if name == "report" else 1)
+            if name == "explore" and live_index is not None:
+                try:
+                    found["explore_live"] = explore_live(page, out, live_index)
+                except Exception:
+                    page.screenshot(path=str(log_dir / "explore-live-failed.png"))
+                    raise
             context.close()
         browser.close()
     return found

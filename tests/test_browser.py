@@ -122,6 +122,10 @@ def test_report_and_explorer_notebooks_render_in_jupyterlab(trained_runs, cache_
     root = tmp_path / "runs"                      # the session's runs plus a study row's record
     shutil.copytree(trained_runs[0], root)
     _study_row_record(root)
+    from vpstudy.weights import read_manifest  # and the record of the shipped gSTA weights' run
+
+    shipped = read_manifest()["models"]["gsta"]["run_id"]
+    shutil.copytree(REPO / "runs" / shipped, root / shipped)
     monkeypatch.setenv("VPSTUDY_CACHE", str(cache_dir))
     before = {p: p.read_bytes() for p in (REPO / "notebooks").glob("*.ipynb")}
     found = screenshots.capture(root, tmp_path / "reports", tmp_path / "shots", tmp_path)
@@ -142,3 +146,9 @@ def test_report_and_explorer_notebooks_render_in_jupyterlab(trained_runs, cache_
     assert [c.strip("\u200b ") for c in choosers["checkboxes"]] == ["last frame", "all black"]
     assert sorted(p.name for p in (tmp_path / "shots").glob("*.png"))[0] == "explore-1.png"
     assert {p: p.read_bytes() for p in (REPO / "notebooks").glob("*.ipynb")} == before  # nothing saved
+    live = found["explore_live"]                  # the shipped weights predict any test sequence
+    assert live["run"].startswith("gsta · ") and live["run"].endswith("[shipped weights]"), live["run"]
+    assert "Test sequence 123" in live["sequence"]
+    assert "test set: 500 sequences (mmnist, 2 digits" in live["sequence"]
+    assert "Test sequence 123" in live["3 digits"] and "500 sequences (mmnist, 3 digits" in live["3 digits"]
+    assert live["images"] and all(i["loaded"] for i in live["images"]), live["images"]
