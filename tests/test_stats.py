@@ -125,10 +125,23 @@ def test_holm_verdict_and_confounded_verdict():
     assert "confounded (device cpu vs cuda); not tested" in verdict("x", "mse", d, confounded="device cpu vs cuda")
 
 
-def _record(model, seed, mse, device="cpu", precision="fp32", commit=None):
+def _record(model, seed, mse, device="cpu", precision="fp32", commit=None, machine="CPU (A, 1 thread)"):
     return {"config": {"model": model, "seed": seed}, "test": {"mse": mse},
-            "provenance": {"hardware": {"device": device}, "precision": precision,
+            "provenance": {"hardware": {"device": device, "name": machine}, "precision": precision,
                            "torch_version": "2.13.0+cpu", "git_commit": commit}}
+
+
+def test_a_seed_pair_split_across_machines_is_confounded_a_row_across_machines_is_not():
+    from vpstudy.report.records import confounds
+
+    def arm(model, machines):
+        return [_record(model, s, 19.0, machine=m) for s, m in enumerate(machines)]
+
+    # seeds 0-2 on machine A, 3-4 on machine B, in both arms: every pair on one machine
+    assert confounds(arm("gsta", "AAABB"), arm("gsta", "AAABB")) is None
+    assert confounds(arm("gsta", "AAABB"), arm("gsta", "AAA")) is None       # seeds 3-4 unpaired
+    text = confounds(arm("gsta", "AAABB"), arm("gsta", "AAAAB"))
+    assert text == "seed 3: the arms trained on different machines (B vs A)"
 
 
 def test_arms_on_different_devices_precisions_or_dirty_trees_are_confounded():

@@ -158,4 +158,17 @@ def confounds(row: list[dict], reference: list[dict]) -> str | None:
     for key in ("device", "precision", "torch") + (("code",) if same_model else ()):
         if a[key] != b[key]:
             found.append(f"{key} {a[key]} vs {b[key]}")
+    # a seed both arms have is a pair only if both trained on the same machine (rows may hold
+    # seeds from several machines of one device class: their pairs still cancel the machine)
+    machine = {name: {r["config"]["seed"]: _machine_name(r) for r in arm}
+               for name, arm in (("row", row), ("reference", reference))}
+    split = sorted(s for s in machine["row"].keys() & machine["reference"].keys()
+                   if machine["row"][s] != machine["reference"][s])
+    if split:
+        found.append(f"seed {', '.join(map(str, split))}: the arms trained on different machines "
+                     f"({machine['row'][split[0]]} vs {machine['reference'][split[0]]})")
     return "; ".join(found) or None
+
+
+def _machine_name(rec: dict) -> str:
+    return ((rec.get("provenance") or {}).get("hardware") or {}).get("name", "?")
