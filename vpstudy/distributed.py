@@ -62,16 +62,7 @@ def setup(ranks: Ranks, device: torch.device) -> torch.device:
 
 def average_gradients(model: nn.Module, ranks: Ranks) -> None:
     """Replace every gradient by its mean over ranks (one all-reduce)."""
-    if ranks.world == 1:
-        return
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1).float() for g in grads])
-    dist.all_reduce(flat)
-    flat /= ranks.world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset: offset + g.numel()].view_as(g))
-        offset += g.numel()
+    _mean_in_place([p.grad for p in model.parameters() if p.grad is not None], ranks, torch.float32)
 
 
 def average_buffers(model: nn.Module, ranks: Ranks) -> None:
@@ -79,18 +70,21 @@ def average_buffers(model: nn.Module, ranks: Ranks) -> None:
     ranks (one all-reduce). Each rank's statistics come from its own slice of the batches;
     called at the end of each epoch, before validation and the checkpoint, it gives every rank
     the buffers the checkpoint holds, so a resumed run continues exactly as an uninterrupted one."""
-    if ranks.world == 1:
+    _mean_in_place([b for b in model.buffers() if b.is_floating_point()], ranks, torch.float64)
+
+
+def _mean_in_place(tensors: list[torch.Tensor], ranks: Ranks, dtype: torch.dtype) -> None:
+    """Each tensor replaced by its mean over ranks: one all-reduce of all of them, flattened
+    in ``dtype``."""
+    if ranks.world == 1 or not tensors:
         return
-    bufs = [b for b in model.buffers() if b.is_floating_point()]
-    if not bufs:
-        return
-    flat = torch.cat([b.reshape(-1).double() for b in bufs])
+    flat = torch.cat([t.reshape(-1).to(dtype) for t in tensors])
     dist.all_reduce(flat)
     flat /= ranks.world
     offset = 0
-    for b in bufs:
-        b.copy_(flat[offset: offset + b.numel()].view_as(b))
-        offset += b.numel()
+    for t in tensors:
+        t.copy_(flat[offset: offset + t.numel()].view_as(t))
+        offset += t.numel()
 
 
 def sum_over_ranks(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
