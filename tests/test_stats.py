@@ -125,9 +125,10 @@ def test_holm_verdict_and_confounded_verdict():
     assert "confounded (device cpu vs cuda); not tested" in verdict("x", "mse", d, confounded="device cpu vs cuda")
 
 
-def _record(model, seed, mse, device="cpu", precision="fp32", commit=None, machine="CPU (A, 1 thread)"):
+def _record(model, seed, mse, device="cpu", precision="fp32", commit=None, machine="A"):
     return {"config": {"model": model, "seed": seed}, "test": {"mse": mse},
-            "provenance": {"hardware": {"device": device, "name": machine}, "precision": precision,
+            "provenance": {"hardware": {"device": device, "cpu": machine, "name": f"CPU ({machine}, 1 thread)"},
+                           "precision": precision,
                            "torch_version": "2.13.0+cpu", "git_commit": commit}}
 
 
@@ -142,6 +143,9 @@ def test_a_seed_pair_split_across_machines_is_confounded_a_row_across_machines_i
     assert confounds(arm("gsta", "AAABB"), arm("gsta", "AAA")) is None       # seeds 3-4 unpaired
     text = confounds(arm("gsta", "AAABB"), arm("gsta", "AAAAB"))
     assert text == "seed 3: the arms trained on different machines (B vs A)"
+    other_threads = arm("gsta", "AAA")
+    other_threads[1]["provenance"]["hardware"]["name"] = "CPU (A, 2 threads)"   # same CPU, other threads
+    assert confounds(arm("gsta", "AAA"), other_threads) is None
 
 
 def test_arms_on_different_devices_precisions_or_dirty_trees_are_confounded():

@@ -164,11 +164,14 @@ def confounds(row: list[dict], reference: list[dict]) -> str | None:
                for name, arm in (("row", row), ("reference", reference))}
     split = sorted(s for s in machine["row"].keys() & machine["reference"].keys()
                    if machine["row"][s] != machine["reference"][s])
-    if split:
+    if split and a["device"] == b["device"]:        # another device class says it already
         found.append(f"seed {', '.join(map(str, split))}: the arms trained on different machines "
                      f"({machine['row'][split[0]]} vs {machine['reference'][split[0]]})")
     return "; ".join(found) or None
 
 
 def _machine_name(rec: dict) -> str:
-    return ((rec.get("provenance") or {}).get("hardware") or {}).get("name", "?")
+    """The processor a record trained on (its GPU, else its CPU model; not the thread count,
+    which changes speed, not the videos or the kernels' maths)."""
+    hw = (rec.get("provenance") or {}).get("hardware") or {}
+    return hw.get("gpu") or hw.get("cpu") or hw.get("name", "?")
