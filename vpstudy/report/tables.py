@@ -25,9 +25,14 @@ from vpstudy.study import StudyRun, load_study, profile_only_rows, profile_param
 WHY_DIFFERS = "why ours differs from the paper"   # efficiency column: the registry's paper_note
 
 
+def steps_of(cfg: dict) -> int:
+    """The optimizer steps a written config trains."""
+    return cfg["epochs"] * (cfg["sequences_per_epoch"] // cfg["batch_size"])
+
+
 def settings_text(cfg: dict) -> str:
     """What a run trained: epochs, sequences, steps, batch and frame size."""
-    steps = cfg["epochs"] * (cfg["sequences_per_epoch"] // cfg["batch_size"])
+    steps = steps_of(cfg)
     frame = cfg["image_size"] // cfg.get("downsample", 1)
     return (f"{cfg['epochs']} ep × {cfg['sequences_per_epoch']:,} seq = {steps:,} steps at bs "
             f"{cfg['batch_size']}, {frame}×{frame} px, lr {cfg['lr']:g}")
@@ -221,8 +226,7 @@ def _unrun_row_cost(study: dict, entry: dict, profile: str, recs_of: dict[tuple,
     frame size and the step budget of the table's trained rows (the most any of them took)."""
     params = profile_params(study, entry, profile)
     cfg = make_config(**{**params, "seed": 0})
-    steps = [r["config"]["epochs"] * (r["config"]["sequences_per_epoch"] // r["config"]["batch_size"])
-             for (table, _), recs in recs_of.items() if table == entry["table"]
+    steps = [steps_of(r["config"]) for (table, _), recs in recs_of.items() if table == entry["table"]
              for r in recs[:1] if r.get("history")]
     return unrun_cost_text(cfg.model, cfg.batch_size, cfg.frame_size, max(steps, default=None), profile)
 
