@@ -111,3 +111,43 @@ def test_crevnet_is_unchanged_bit_for_bit():
     (loss, grads), (ref_loss, ref_grads) = loss_and_grads(new, frames), loss_and_grads(old, frames)
     assert torch.equal(loss, ref_loss)
     assert all(torch.equal(grads[k], ref_grads[k]) for k in grads)
+
+
+def test_packed_weights_are_reused_without_grad_and_repacked_when_the_weights_change():
+    from vpstudy.models import crevnet
+
+    new, _ = pair("separable", 32)
+    new.eval()
+    x = torch.rand(2, 3, 1, 32, 32)
+    like = torch.zeros(2, 32, 3, 4, 4)
+    with torch.inference_mode():
+        first = new(x)
+        packed = new.predictor.packed(like)
+        assert new.predictor.packed(like) is packed                 # reused: no gathers per clip
+        assert torch.equal(new(x), first)
+    with torch.no_grad():
+        assert new.predictor.packed(like) is packed
+        assert new.predictor.packed(torch.zeros(1, 32, 3, 4, 4)) is not packed   # another batch
+    assert new.predictor.packed(like) is not new.predictor.packed(like)          # training: fresh
+    # the reference: packing anew on every call (the cache emptied before each prediction)
+    def fresh(model, inputs):
+        crevnet._PACKED_WITHOUT_GRAD.clear()
+        with torch.inference_mode():
+            return model(inputs)
+    assert torch.equal(fresh(new, x), first)
+    # an optimizer step, or loading other weights, changes the prediction at once
+    opt = torch.optim.SGD(new.parameters(), lr=0.1)
+    new.train()
+    loss, _ = new.training_loss(x, x, mse, progress=0.5)
+    loss.backward()
+    opt.step()
+    new.eval()
+    with torch.inference_mode():
+        after_step = new(x)
+    assert not torch.equal(after_step, first)
+    assert torch.equal(after_step, fresh(new, x))
+    other = build_model("sepcrev", in_shape=(3, 1, 32, 32), out_frames=3)
+    new.load_state_dict(other.state_dict())
+    other.eval()
+    with torch.inference_mode():
+        assert torch.equal(new(x), fresh(other, x))

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -147,8 +148,8 @@ class SepConv3d(nn.Module):
         """The same conv on maps of at most TOEPLITZ_MAX_POSITIONS positions as two matmuls:
         the depthwise conv as one n×n matrix per channel (`_toeplitz`), then the pointwise."""
         B, C, *size = x.shape
-        taps = _tap_index(*size, x.device)
-        depthwise = _toeplitz(self.depthwise.weight.view(1, C, 27), taps)          # (C, n, n)
+        depthwise = _without_grad_cached(self, (self.depthwise.weight,), tuple(size), lambda: _toeplitz(
+            self.depthwise.weight.view(1, C, 27), _tap_index(*size, x.device)))      # (C, n, n)
         z = torch.bmm(x.transpose(0, 1).reshape(C, B, -1), depthwise).view(C, -1)
         pw = self.pointwise
         y = pw.weight.flatten(1) @ z if pw.bias is None else torch.addmm(pw.bias[:, None], pw.weight.flatten(1), z)
@@ -419,7 +420,8 @@ class ReversiblePredictor(nn.Module):
         modules' convs)."""
         if self.conv != "separable" or self.attention_conv != "pointwise" or not fast_path_enabled(like):
             return None
-        return ToeplitzPredictor(self, like)
+        return _without_grad_cached(self, tuple(self.parameters()), tuple(like.shape),
+                                    lambda: ToeplitzPredictor(self, like))
 
     def roll(self, x1: torch.Tensor, x2: torch.Tensor, batch: int, state: RPMState | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, RPMState]:
@@ -518,6 +520,24 @@ def fast_path_enabled(x: torch.Tensor) -> bool:
     autocast, and ``x`` (B, C, T, h, w) has at most TOEPLITZ_MAX_POSITIONS positions."""
     return (_FAST_PATH[-1] and not torch.is_autocast_enabled(x.device.type)
             and x[0, 0].numel() <= TOEPLITZ_MAX_POSITIONS)
+
+
+def _without_grad_cached(owner: nn.Module, params: tuple[torch.Tensor, ...], shape: tuple[int, ...], build):
+    """``build()``, kept on ``owner`` and reused while gradients are off (prediction,
+    evaluation) and ``params`` are unchanged: the packed weights are then the same tensors, so
+    a prediction is bit for bit what packing anew gives, without the ~250 gathers per clip
+    that packing anew costs at batch 1. Keyed by each parameter's storage, version counter
+    (an optimizer step or `load_state_dict` bumps it), dtype and device, and by ``shape``."""
+    if torch.is_grad_enabled():
+        return build()
+    key = (shape, tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params))
+    cached = _PACKED_WITHOUT_GRAD.get(owner)
+    if cached is None or cached[0] != key:
+        cached = _PACKED_WITHOUT_GRAD[owner] = (key, build())
+    return cached[1]
+
+
+_PACKED_WITHOUT_GRAD: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 _GRAD_FLUSH_STEPS = 8      # steps whose gradients are held before they are summed in one matmul
 
 
