@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -256,15 +258,22 @@ MEASURED_COLUMNS = ("latency ms/frame, batch 1 · 16", "ONNX Runtime ms/frame, b
                     "training-step peak RSS", "measured on")
 
 
-def _bench_results(folder=None) -> list[tuple[str, dict]]:
+def _bench_results(folder=None) -> tuple[tuple[str, dict], ...]:
     """The committed bench results (``reports/benchmarks/*.json``), oldest first: by the time
     they were measured (``provenance.measured_at``; files from before it was recorded first),
     then by file name."""
+    folder = runs.project_dir() / "reports" / "benchmarks" if folder is None else folder
+    files = tuple(sorted((str(path), path.stat().st_mtime_ns) for path in Path(folder).glob("*.json")))
+    return _read_benches(files)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_benches(files: tuple[tuple[str, int], ...]) -> tuple[tuple[str, dict], ...]:
+    """`_bench_results` of these (path, mtime) files: read once per report, not once per row."""
     import json
 
-    folder = runs.project_dir() / "reports" / "benchmarks" if folder is None else folder
-    found = [(path.name, json.loads(path.read_text())) for path in folder.glob("*.json")]
-    return sorted(found, key=lambda nr: ((nr[1].get("provenance") or {}).get("measured_at", ""), nr[0]))
+    found = [(Path(path).name, json.loads(Path(path).read_text())) for path, _ in files]
+    return tuple(sorted(found, key=lambda nr: ((nr[1].get("provenance") or {}).get("measured_at", ""), nr[0])))
 
 
 def measured_inference(folder=None) -> dict[str, dict[str, Any]]:
