@@ -243,6 +243,36 @@ def test_sigterm_marks_the_run_interrupted_releases_the_lock_and_the_run_resumes
     assert rd.load()["status"] == "completed"
 
 
+def test_a_signal_while_the_epoch_is_written_waits_until_checkpoint_and_record_agree(tmp_path, monkeypatch):
+    """SIGTERM sent right after the checkpoint is written (before the record is: the race that
+    left a record one epoch behind its checkpoint) stops the run only once both are written."""
+    import signal
+
+    import vpstudy.train as T
+
+    real_save = T.save_checkpoint
+    written: list[int] = []
+
+    def save_then_signal(path, cfg, epoch, *args):
+        real_save(path, cfg, epoch, *args)
+        written.append(epoch)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(T, "save_checkpoint", save_then_signal)
+    cfg = make_config("smoke", **TINY)
+    handler_before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(runs.RunInterrupted, match="stopped by SIGTERM"):
+        T.train(cfg, tmp_path, progress=False, log=None)
+    rd = _run_dir(tmp_path, cfg)
+    rec = rd.load()
+    assert written == [0] and rec["status"] == "interrupted"
+    assert [h["epoch"] for h in rec["history"]] == [1]       # the epoch the checkpoint holds
+    assert signal.getsignal(signal.SIGTERM) == handler_before
+    monkeypatch.setattr(T, "save_checkpoint", real_save)
+    assert T.train(cfg, tmp_path, progress=False, log=None)["status"] == "completed"
+    assert [h["epoch"] for h in rd.load()["history"]] == [1, 2]
+
+
 # ---------------------------------------------------------------- 6. one-line errors, exit 2
 
 

@@ -184,6 +184,26 @@ def stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGTERM and SIGINT wait until the block ends, then act as they would have: around the
+    write of an epoch's checkpoint and its record, so a signal between the two cannot leave a
+    record one epoch behind its checkpoint. Only in the main thread (where Python runs handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    held = (signal.SIGTERM, signal.SIGINT)
+    previous = {s: signal.signal(s, lambda signum, frame: arrived.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(arrived):      # once each, to the handlers that were there before
+            signal.raise_signal(s)
+
+
 def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = False,
           progress: bool = True, log: Callable[[str], None] | None = print,
           data_parallel: bool = True, _stop_after_epoch: int | None = None) -> dict[str, Any]:
@@ -292,9 +312,10 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
             prov["train_seconds"] += stats["seconds"]
             if lock is not None:
                 lock.check_held()             # taken over while this process was stopped: no writes
-            if ranks.main:
-                save_checkpoint(rd.checkpoint_path, cfg, epoch, model, optimizer, schedule.scheduler, history)
-            save(record)
+            with signals_held():              # checkpoint and record: both of this epoch, or neither
+                if ranks.main:
+                    save_checkpoint(rd.checkpoint_path, cfg, epoch, model, optimizer, schedule.scheduler, history)
+                save(record)
             log(f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.5f}  "
                 f"val mse {val['mse']:.2f}  val ssim {val['ssim']:.4f}  ({stats['seconds']:.1f}s)")
             check_not_exploded(history, cfg.lr)
