@@ -193,3 +193,30 @@ def test_a_detected_difference_smaller_than_the_seed_spread_is_only_tentative():
     text = verdict("x", "mse", d, holm_p=0.03, seed_sd=0.15)
     assert "tentatively detected" in text and "seed-to-seed sd (0.15)" in text
     assert "tentatively" not in verdict("x", "mse", d, holm_p=0.03, seed_sd=0.01)
+
+
+def test_seeds_needed_under_holm_uses_the_strictest_step_of_the_family():
+    """The seeds-needed table's last column: the observed effect at 5%/m, the level Holm
+    applies first; more seeds than at the unadjusted 5%, and exactly seeds_needed at 5%/m."""
+    from vpstudy.report.comparisons import adjust_for_multiplicity, seeds_needed_rows
+
+    def comparison(row: dict, ref: dict, name: str) -> dict:
+        d = paired(row, ref)
+        return {"table": "T", "row": name, "reference": "ref", "metric": "mse", "difference": d,
+                "pooled": None, "diff": d.diff, "confounded": None, "holm_p": math.nan,
+                "detected_holm": False, "tentative": False, "paper_diff": -1.0,
+                "paper_reference": 20.0, "seed_sd": None}
+
+    ref = {0: 20.0, 1: 20.4, 2: 19.8}
+    family = [comparison({0: 19.5, 1: 20.3, 2: 19.5}, ref, "a"),     # differences -0.5, -0.1, -0.3
+              comparison({0: 19.8, 1: 20.0, 2: 19.8}, ref, "b")]     # -0.2, -0.4, 0.0
+    adjust_for_multiplicity(family)
+    rows = seeds_needed_rows(family)
+    assert [r["family size"] for r in rows] == [2, 2]
+    for r in rows:
+        spread = r["spread"]
+        assert r["seeds for the observed effect under Holm"] == seeds_needed(
+            r["observed effect"], spread, "paired", level=1 - 0.05 / 2)
+        assert r["seeds for the observed effect under Holm"] > r["seeds for the observed effect"]
+    assert [r["observed effect"] for r in rows] == pytest.approx([-0.3, -0.2])
+    assert [r["spread"] for r in rows] == pytest.approx([0.2, 0.2])       # sd of the differences

@@ -80,7 +80,9 @@ def seeds_needed_rows(comparisons: list[dict]) -> list[dict]:
     """For each tested comparison with a paper difference: the spread of its design (sd of the
     seed-wise differences, or of one arm for Welch), the paper's effect at this scale (its
     relative change times our reference mean), the observed effect, and the seeds per arm that
-    would detect each with 80% power at the 5% level (unadjusted)."""
+    would detect each with 80% power at the 5% level (unadjusted), and the observed effect at
+    5%/m, the level Holm applies to the first of the family's m comparisons (enough seeds
+    there detect it under Holm whatever the other comparisons show)."""
     out = []
     for c in comparisons:
         d = c["difference"]
@@ -97,5 +99,8 @@ def seeds_needed_rows(comparisons: list[dict]) -> list[dict]:
                     "spread": spread, "paper effect here": paper_effect,
                     "seeds for the paper effect": stats.seeds_needed(paper_effect, spread, d.design),
                     "observed effect": d.diff,
-                    "seeds for the observed effect": stats.seeds_needed(d.diff, spread, d.design)})
+                    "seeds for the observed effect": stats.seeds_needed(d.diff, spread, d.design),
+                    "family size": c["family_size"],
+                    "seeds for the observed effect under Holm": stats.seeds_needed(
+                        d.diff, spread, d.design, level=1 - (1 - d.level) / max(1, c["family_size"]))})
     return out

@@ -69,18 +69,22 @@ def _seeds_text(n: int | None) -> str:
 
 def seeds_needed_markdown(rows: list[dict]) -> str:
     """How many seeds per arm each comparison would need to detect the paper's effect (scaled
-    to this reference) and the observed one, with 80% power at the 5% level."""
+    to this reference) and the observed one, with 80% power at the 5% level, and the observed
+    one at Holm's strictest level 5%/m (m: the study's tested comparisons)."""
     if not rows:
         return ""
+    m = rows[0]["family size"]
     lines = ["| comparison | metric | design | seeds now | spread (sd) | paper's effect here | seeds for it | "
-             "observed effect | seeds for it |", "|---|---|---|---|---|---|---|---|---|"]
+             f"observed effect | seeds for it | seeds for it under Holm (5%/{m}) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         digits = DIGITS.get(r["metric"].partition("@")[0], 4) + 1
         paper = f"{r['paper effect here']:+.{digits}f}" if np.isfinite(r["paper effect here"]) else "–"
         lines.append(f"| {r['comparison']} | {r['metric']} | {r['design']} | {r['seeds now']} | "
                      f"{r['spread']:.{digits}f} | {paper} | "
                      f"{_seeds_text(r['seeds for the paper effect']) if paper != '–' else '–'} | "
-                     f"{r['observed effect']:+.{digits}f} | {_seeds_text(r['seeds for the observed effect'])} |")
+                     f"{r['observed effect']:+.{digits}f} | {_seeds_text(r['seeds for the observed effect'])} | "
+                     f"{_seeds_text(r['seeds for the observed effect under Holm'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -247,7 +251,10 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                     md += [f"**{table}: seeds needed** (per arm, to detect the effect with 80% power "
                            f"at the unadjusted 5% level, from this design's spread: the sd of the "
                            f"seed-wise differences when paired; the paper's effect here is its "
-                           f"relative change times our reference mean)", "",
+                           f"relative change times our reference mean; the last column at 5%/m, "
+                           f"the level Holm applies to the first of the study's m = {family} "
+                           f"comparisons, so that many seeds detect the observed effect under Holm "
+                           f"whatever the others show)", "",
                            seeds_needed_markdown(info["seeds_needed"])]
             for caption, path in study_figures(name, profile, by_id, sub):
                 md += [f"**{caption}** (profile `{profile}`)", "",
