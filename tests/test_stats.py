@@ -220,3 +220,16 @@ def test_seeds_needed_under_holm_uses_the_strictest_step_of_the_family():
         assert r["seeds for the observed effect under Holm"] > r["seeds for the observed effect"]
     assert [r["observed effect"] for r in rows] == pytest.approx([-0.3, -0.2])
     assert [r["spread"] for r in rows] == pytest.approx([0.2, 0.2])       # sd of the differences
+
+
+def test_per_frame_means_over_seeds_keep_only_the_metrics_every_seed_recorded():
+    """A seed recorded before a per-frame metric existed (sharpness) next to one recorded after:
+    the figure's mean over seeds uses the metrics both have (a KeyError stopped the report)."""
+    from vpstudy.report.figures import _mean_test
+
+    old = {"test": {"per_frame": {"mse": [1.0, 3.0], "ssim": [0.5, 0.7]}}}
+    new = {"test": {"per_frame": {"mse": [3.0, 5.0], "ssim": [0.7, 0.9], "sharpness": [0.6, 0.5]}}}
+    for recs in ([old, new], [new, old]):
+        got = _mean_test(recs)["per_frame"]
+        assert sorted(got) == ["mse", "ssim"]
+        assert got["mse"] == pytest.approx([2.0, 4.0]) and got["ssim"] == pytest.approx([0.6, 0.8])

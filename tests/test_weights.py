@@ -60,9 +60,10 @@ def test_the_shipped_manifest_matches_its_files_and_records():
         assert name not in manifest["models"] and "re-train it with: OMP_NUM_THREADS=" in s["reason"]
 
 
-def test_shipped_gsta_reproduces_its_manifest_numbers():
-    e = read_manifest()["models"]["gsta"]
-    model, cfg = load_trained("gsta")
+@pytest.mark.parametrize("name", sorted(read_manifest(missing_ok=True)["models"]))
+def test_shipped_weights_reproduce_their_manifest_numbers(name):
+    e = read_manifest()["models"][name]
+    model, cfg = load_trained(name)
     want = e["reproduce"]
     test = fixed_test_set(cfg)[: want["sequences"]]
     got = evaluate(model, test, cfg, torch.device("cpu"), None)[0]     # fp32 compute, as recorded
@@ -98,8 +99,8 @@ def test_a_config_mismatch_is_a_clear_error(copied):
 
 
 def test_missing_weights_say_what_to_do(copied, tmp_path):
-    with pytest.raises(WeightsError, match="no shipped weights for model 'sepcrev' .*Use --run DIR"):
-        load_trained("sepcrev", copied)
+    with pytest.raises(WeightsError, match="no shipped weights for model 'crevnet' .*Use --run DIR"):
+        load_trained("crevnet", copied)
     with pytest.raises(WeightsError, match="manifest.json is missing"):
         load_trained("gsta", tmp_path / "nowhere")
 

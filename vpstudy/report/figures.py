@@ -70,10 +70,11 @@ def _models_of(table_rows: list[StudyRun], by_id: dict[str, dict]) -> dict[str, 
 
 
 def _mean_test(recs: list[dict], suffix: str = "") -> dict:
-    """Per-frame test metrics averaged over seeds (``suffix`` "3": the 3-digit test set)."""
+    """Per-frame test metrics averaged over seeds (``suffix`` "3": the 3-digit test set): the
+    metrics every seed recorded (a record written before a metric existed lacks it)."""
     tests = [r["extra_tests"][suffix] if suffix else r["test"] for r in recs]
-    return {"per_frame": {k: list(np.mean([t["per_frame"][k] for t in tests], axis=0))
-                          for k in tests[0]["per_frame"]}}
+    shared = [k for k in tests[0]["per_frame"] if all(k in t["per_frame"] for t in tests)]
+    return {"per_frame": {k: list(np.mean([t["per_frame"][k] for t in tests], axis=0)) for k in shared}}
 
 
 def study_figures(name: str, profile: str, by_id: dict[str, dict], out: Path) -> list[tuple[str, Path]]:
