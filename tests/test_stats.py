@@ -163,6 +163,9 @@ def test_arms_on_different_devices_precisions_or_dirty_trees_are_confounded():
     assert "uncommitted tree" in confounds(dirty, cpu)
     assert design_text(cpu) == "cpu, fp32, torch 2.13, poolformer v0"
     assert "(seeds 2)" in design_text(mixed)
+    # every reason is named: a reference mixing devices that also differs in precision
+    both = confounds(bf16, mixed)
+    assert both == "the reference mixes device cpu and cuda; precision bf16 autocast vs fp32", both
 
 
 def test_gsta_records_before_the_depthwise_change_are_another_code_version():

@@ -140,8 +140,9 @@ def confounds(row: list[dict], reference: list[dict]) -> str | None:
     """What the arms of a comparison differ in besides their configs, or None when nothing:
     records of an uncommitted tree (their code is unknowable), a row mixing device classes,
     precisions, torch versions or code versions, or two arms that differ in one of them (the
-    code version only where both arms run the same model). Records whose commit git cannot
-    resolve (no checkout) read '(unknown commit)' and are compared as one version."""
+    code version only where both arms run the same model); every reason found is named.
+    Records whose commit git cannot resolve (no checkout) read '(unknown commit)' and are
+    compared as one version."""
     found = []
     classes = {"row": [design_class(r) for r in row], "reference": [design_class(r) for r in reference]}
     for name, arm in classes.items():
@@ -151,13 +152,12 @@ def confounds(row: list[dict], reference: list[dict]) -> str | None:
             seen = sorted({c[key] for c in arm})
             if len(seen) > 1:
                 found.append(f"the {name} mixes {key} {' and '.join(seen)}")
-    if found:
-        return "; ".join(found)
-    a, b = classes["row"][0], classes["reference"][0]
     same_model = row[0]["config"]["model"] == reference[0]["config"]["model"]
     for key in ("device", "precision", "torch") + (("code",) if same_model else ()):
-        if a[key] != b[key]:
-            found.append(f"{key} {a[key]} vs {b[key]}")
+        a, b = ({c[key] for c in arm} for arm in classes.values())
+        if a.isdisjoint(b):                   # every reason is named, not the first one alone
+            found.append(f"{key} {' and '.join(sorted(a))} vs {' and '.join(sorted(b))}")
+    a, b = classes["row"][0], classes["reference"][0]
     # a seed both arms have is a pair only if both trained on the same machine (rows may hold
     # seeds from several machines of one device class: their pairs still cancel the machine)
     machine = {name: {r["config"]["seed"]: _machine_name(r) for r in arm}
