@@ -145,26 +145,24 @@ def confounds(row: list[dict], reference: list[dict]) -> str | None:
     compared as one version."""
     found = []
     classes = {"row": [design_class(r) for r in row], "reference": [design_class(r) for r in reference]}
+    seen = {name: {key: sorted({c[key] for c in arm}) for key in ("device", "precision", "torch", "code")}
+            for name, arm in classes.items()}
     for name, arm in classes.items():
         if any(c["code"] == "uncommitted tree" for c in arm):
             found.append(f"the {name} has records of an uncommitted tree")
-        for key in ("device", "precision", "torch", "code"):
-            seen = sorted({c[key] for c in arm})
-            if len(seen) > 1:
-                found.append(f"the {name} mixes {key} {' and '.join(seen)}")
+        found += [f"the {name} mixes {key} {' and '.join(v)}" for key, v in seen[name].items() if len(v) > 1]
     same_model = row[0]["config"]["model"] == reference[0]["config"]["model"]
     for key in ("device", "precision", "torch") + (("code",) if same_model else ()):
-        a, b = ({c[key] for c in arm} for arm in classes.values())
-        if a.isdisjoint(b):                   # every reason is named, not the first one alone
-            found.append(f"{key} {' and '.join(sorted(a))} vs {' and '.join(sorted(b))}")
-    a, b = classes["row"][0], classes["reference"][0]
+        a, b = seen["row"][key], seen["reference"][key]
+        if set(a).isdisjoint(b):              # every reason is named, not the first one alone
+            found.append(f"{key} {' and '.join(a)} vs {' and '.join(b)}")
     # a seed both arms have is a pair only if both trained on the same machine (rows may hold
     # seeds from several machines of one device class: their pairs still cancel the machine)
     machine = {name: {r["config"]["seed"]: _machine_name(r) for r in arm}
                for name, arm in (("row", row), ("reference", reference))}
     split = sorted(s for s in machine["row"].keys() & machine["reference"].keys()
                    if machine["row"][s] != machine["reference"][s])
-    if split and a["device"] == b["device"]:        # another device class says it already
+    if split and classes["row"][0]["device"] == classes["reference"][0]["device"]:   # else: said already
         found.append(f"seed {', '.join(map(str, split))}: the arms trained on different machines "
                      f"({machine['row'][split[0]]} vs {machine['reference'][split[0]]})")
     return "; ".join(found) or None
