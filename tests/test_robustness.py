@@ -7,6 +7,7 @@ path, a record marked ``failed``, nothing overwritten.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -152,6 +153,40 @@ def test_checkpoint_without_a_digest_still_loads(tmp_path):
     torch.save(state, path)
     assert load_checkpoint(path, cfg)["epoch"] == 0
     assert train(cfg, tmp_path, progress=False, log=None)["status"] == "completed"
+
+
+def test_resume_on_another_machine_is_refused_before_data(tmp_path, capsys, monkeypatch):
+    """A checkpoint from another processor (or torch build) does not resume here: the record
+    would name one machine for epochs trained on two. The refusal comes before data
+    preparation, names both machines and the way out; --force starts the run again here."""
+    cfg = make_config("smoke", **TINY)
+    train(cfg, tmp_path, progress=False, log=None, _stop_after_epoch=1)
+    rd = _run_dir(tmp_path, cfg)
+    rec = rd.load()
+    here = rec["provenance"]["hardware"]["cpu"]
+    rec["provenance"]["hardware"]["cpu"] = "Some Other CPU"
+    rd.save(rec)
+    import vpstudy.train as T
+
+    real_prepare = T.prepare_data
+    monkeypatch.setattr(T, "prepare_data", lambda c, d: pytest.fail("data preparation was reached"))
+    with pytest.raises(runs.ResumeElsewhere, match=f"processor Some Other CPU vs {re.escape(here)} here.*--force"):
+        train(cfg, tmp_path, progress=False, log=None)
+    assert main(["train", *TINY_FLAGS, "--runs", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: run {rd.id} has a checkpoint from another machine")
+    assert rd.checkpoint_path.exists()                   # nothing lost: it can still resume there
+
+    rec["provenance"]["hardware"]["cpu"] = here          # the same machine, another torch build
+    rec["provenance"]["torch_version"] = "0.0.1"
+    rd.save(rec)
+    with pytest.raises(runs.ResumeElsewhere, match=r"torch 0\.0\.1 vs .* here"):
+        train(cfg, tmp_path, progress=False, log=None)
+
+    monkeypatch.setattr(T, "prepare_data", real_prepare)
+    assert main(["train", *TINY_FLAGS, "--runs", str(tmp_path), "--force"]) == 0
+    done = rd.load()
+    assert done["status"] == "completed" and done["provenance"]["hardware"]["cpu"] == here
+    assert done["provenance"]["resumed_at"] == []        # trained again from the start
 
 
 # ---------------------------------------------------------------- 4. corrupt records

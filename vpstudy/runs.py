@@ -168,6 +168,10 @@ class RunsRootError(ValueError):
     """The runs root is missing, not a directory, not writable, or holds no records."""
 
 
+class ResumeElsewhere(RunError):
+    """A partial run's checkpoint asked to resume on another processor or torch build."""
+
+
 class RunInterrupted(BaseException):
     """SIGTERM stopped a run (what Slurm, Kubernetes, torchrun and ``timeout`` send); like
     KeyboardInterrupt (Ctrl-C, SIGINT) it marks the record ``interrupted``, releases the lock
@@ -260,6 +264,23 @@ def hardware(device: str) -> dict[str, Any]:
     threads = info["cpu_threads"]
     info["name"] = info.get("gpu") or f"CPU ({info['cpu']}, {threads} thread{'s' * (threads != 1)})"
     return info
+
+
+def machine_name(prov: dict[str, Any]) -> str:
+    """The processor a run trained on (its GPU, else its CPU model; not the thread count,
+    which changes speed, not the videos or the kernels' maths)."""
+    hw = (prov or {}).get("hardware") or {}
+    return hw.get("gpu") or hw.get("cpu") or hw.get("name", "?")
+
+
+def resume_mismatch(started: dict[str, Any], here: dict[str, Any]) -> str | None:
+    """Why a run that started under provenance ``started`` must not resume under ``here``
+    (another processor or torch build: its epochs would mix two kernels' numerics in one
+    record that names only the first), or None."""
+    found = [f"{what} {a} vs {b} here" for what, a, b in (
+        ("processor", machine_name(started), machine_name(here)),
+        ("torch", started.get("torch_version"), here.get("torch_version"))) if a != b]
+    return "; ".join(found) or None
 
 
 def provenance(device: str, data_source: str, seed: int) -> dict[str, Any]:

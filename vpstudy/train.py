@@ -204,6 +204,23 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(s)
 
 
+def check_resumes_here(rd: runs.RunDir, device: torch.device) -> None:
+    """Refuse to resume a partial run on another processor or torch build than the one it
+    started on: its record names one machine, and its epochs would mix two kernels' numerics
+    (bf16 and depthwise kernels differ between CPU models and GPUs)."""
+    if not (rd.checkpoint_path.exists() and rd.exists()):
+        return
+    started = rd.load().get("provenance") or {}
+    here = {"hardware": runs.hardware(str(device)), "torch_version": torch.__version__}
+    why = runs.resume_mismatch(started, here)
+    if why:
+        raise runs.ResumeElsewhere(
+            f"run {rd.id} has a checkpoint from another machine ({why}): resuming it here would "
+            f"mix two machines' numerics in a record that names one. Resume it on "
+            f"{runs.machine_name(started)} with torch {started.get('torch_version')}, or train it "
+            f"again here from the start with --force (force=True), which moves the partial run aside")
+
+
 def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = False,
           progress: bool = True, log: Callable[[str], None] | None = print,
           data_parallel: bool = True, _stop_after_epoch: int | None = None) -> dict[str, Any]:
@@ -246,6 +263,7 @@ def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = Fal
         rd.check_not_in_use()                 # data preparation
 
     device = distributed.setup(ranks, resolve_device(cfg.device))
+    check_resumes_here(rd, device)            # before data preparation, as for a run in use
     amp = autocast_dtype(cfg, device)
     data = prepare_data(cfg, device)          # fails here, before any training, on bad data
     torch.manual_seed(cfg.seed)               # the initial weights depend on the seed alone

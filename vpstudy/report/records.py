@@ -158,7 +158,7 @@ def confounds(row: list[dict], reference: list[dict]) -> str | None:
             found.append(f"{key} {' and '.join(a)} vs {' and '.join(b)}")
     # a seed both arms have is a pair only if both trained on the same machine (rows may hold
     # seeds from several machines of one device class: their pairs still cancel the machine)
-    machine = {name: {r["config"]["seed"]: _machine_name(r) for r in arm}
+    machine = {name: {r["config"]["seed"]: runs.machine_name(r.get("provenance")) for r in arm}
                for name, arm in (("row", row), ("reference", reference))}
     split = sorted(s for s in machine["row"].keys() & machine["reference"].keys()
                    if machine["row"][s] != machine["reference"][s])
@@ -166,10 +166,3 @@ def confounds(row: list[dict], reference: list[dict]) -> str | None:
         found.append(f"seed {', '.join(map(str, split))}: the arms trained on different machines "
                      f"({machine['row'][split[0]]} vs {machine['reference'][split[0]]})")
     return "; ".join(found) or None
-
-
-def _machine_name(rec: dict) -> str:
-    """The processor a record trained on (its GPU, else its CPU model; not the thread count,
-    which changes speed, not the videos or the kernels' maths)."""
-    hw = (rec.get("provenance") or {}).get("hardware") or {}
-    return hw.get("gpu") or hw.get("cpu") or hw.get("name", "?")
