@@ -156,8 +156,8 @@ def test_checkpoint_without_a_digest_still_loads(tmp_path):
 
 
 def test_resume_on_another_machine_is_refused_before_data(tmp_path, capsys, monkeypatch):
-    """A checkpoint from another processor (or torch build) does not resume here: the record
-    would name one machine for epochs trained on two. The refusal comes before data
+    """A checkpoint from another processor, torch build or commit does not resume here: the
+    record would name one machine and code version for epochs trained on two. The refusal comes before data
     preparation, names both machines and the way out; --force starts the run again here."""
     cfg = make_config("smoke", **TINY)
     train(cfg, tmp_path, progress=False, log=None, _stop_after_epoch=1)
@@ -173,15 +173,23 @@ def test_resume_on_another_machine_is_refused_before_data(tmp_path, capsys, monk
     with pytest.raises(runs.ResumeElsewhere, match=f"processor Some Other CPU vs {re.escape(here)} here.*--force"):
         train(cfg, tmp_path, progress=False, log=None)
     assert main(["train", *TINY_FLAGS, "--runs", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: run {rd.id} has a checkpoint from another machine")
+    assert capsys.readouterr().err.startswith(f"error: run {rd.id} has a checkpoint from another machine or code")
     assert rd.checkpoint_path.exists()                   # nothing lost: it can still resume there
 
+    commit = rec["provenance"]["git_commit"]
     rec["provenance"]["hardware"]["cpu"] = here          # the same machine, another torch build
     rec["provenance"]["torch_version"] = "0.0.1"
     rd.save(rec)
     with pytest.raises(runs.ResumeElsewhere, match=r"torch 0\.0\.1 vs .* here"):
         train(cfg, tmp_path, progress=False, log=None)
+    rec["provenance"]["torch_version"] = torch.__version__   # ... and another commit
+    rec["provenance"]["git_commit"] = "0" * 40
+    rd.save(rec)
+    with pytest.raises(runs.ResumeElsewhere, match=f"commit {'0' * 40} vs .* here"):
+        train(cfg, tmp_path, progress=False, log=None)
 
+    rec["provenance"]["git_commit"], rec["provenance"]["hardware"]["cpu"] = commit, "Some Other CPU"
+    rd.save(rec)
     monkeypatch.setattr(T, "prepare_data", real_prepare)
     assert main(["train", *TINY_FLAGS, "--runs", str(tmp_path), "--force"]) == 0
     done = rd.load()

@@ -275,11 +275,12 @@ def machine_name(prov: dict[str, Any]) -> str:
 
 def resume_mismatch(started: dict[str, Any], here: dict[str, Any]) -> str | None:
     """Why a run that started under provenance ``started`` must not resume under ``here``
-    (another processor or torch build: its epochs would mix two kernels' numerics in one
-    record that names only the first), or None."""
+    (another processor, torch build or code commit: its epochs would mix two kernels' or two
+    code versions' numerics in one record that names only the first), or None."""
     found = [f"{what} {a} vs {b} here" for what, a, b in (
         ("processor", machine_name(started), machine_name(here)),
-        ("torch", started.get("torch_version"), here.get("torch_version"))) if a != b]
+        ("torch", started.get("torch_version"), here.get("torch_version")),
+        ("commit", started.get("git_commit"), here.get("git_commit"))) if a != b]
     return "; ".join(found) or None
 
 

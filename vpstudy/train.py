@@ -205,20 +205,22 @@ def signals_held() -> Iterator[None]:
 
 
 def check_resumes_here(rd: runs.RunDir, device: torch.device) -> None:
-    """Refuse to resume a partial run on another processor or torch build than the one it
-    started on: its record names one machine, and its epochs would mix two kernels' numerics
-    (bf16 and depthwise kernels differ between CPU models and GPUs)."""
+    """Refuse to resume a partial run on another processor, torch build or code commit than
+    the one it started on: its record names one of each, and its epochs would mix two
+    numerics (bf16 and depthwise kernels differ between CPU models and GPUs)."""
     if not (rd.checkpoint_path.exists() and rd.exists()):
         return
     started = rd.load().get("provenance") or {}
-    here = {"hardware": runs.hardware(str(device)), "torch_version": torch.__version__}
+    here = {"hardware": runs.hardware(str(device)), "torch_version": torch.__version__,
+            "git_commit": runs.git_commit()}
     why = runs.resume_mismatch(started, here)
     if why:
         raise runs.ResumeElsewhere(
-            f"run {rd.id} has a checkpoint from another machine ({why}): resuming it here would "
-            f"mix two machines' numerics in a record that names one. Resume it on "
-            f"{runs.machine_name(started)} with torch {started.get('torch_version')}, or train it "
-            f"again here from the start with --force (force=True), which moves the partial run aside")
+            f"run {rd.id} has a checkpoint from another machine or code version ({why}): "
+            f"resuming it here would mix two numerics in a record that names one. Resume it on "
+            f"{runs.machine_name(started)} with torch {started.get('torch_version')} at commit "
+            f"{started.get('git_commit')}, or train it again here from the start with --force "
+            f"(force=True), which moves the partial run aside")
 
 
 def train(cfg: TrainConfig, root: str | Path | None = None, *, force: bool = False,
