@@ -47,7 +47,13 @@ def test_an_unrun_row_states_its_measured_cost(tmp_path):
     assert measured[("predrnn", 8, 32)]["step_s"] == 9.9
     text = unrun_cost_text("predrnn", 8, 32, 2500, "cpu", measured)
     assert "9.90 s" in text and "2,500 steps" in text and "≈6.9 h per seed" in text and "CPU (test, 2 threads)" in text
-    assert "b.json" in text and "bf16" in text
+    assert "b.json" in text and "bf16" in text and "in fp32" not in text
+    measured[("predrnn", 8, 32)]["fp32_eager_step_s"] = 14.4
+    text = unrun_cost_text("predrnn", 8, 32, 2500, "cpu", measured, table_fp32=True)
+    assert text.endswith("; in fp32, the precision of the table's trained rows (which a comparison "
+                         "with them needs), 14.40 s per step: ≈10.0 h per seed")
+    measured[("predrnn", 8, 32)]["precision"] = "fp32"                        # said once, not twice
+    assert "in fp32" not in unrun_cost_text("predrnn", 8, 32, 2500, "cpu", measured, table_fp32=True)
     assert unrun_cost_text("predrnn", 4, 32, 2500, "cpu", measured) == ""    # not measured at batch 4
     assert unrun_cost_text("predrnn", 8, 32, None, "cpu", measured) == ""    # no budget to multiply
 

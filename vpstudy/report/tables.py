@@ -228,9 +228,12 @@ def _unrun_row_cost(study: dict, entry: dict, profile: str, recs_of: dict[tuple,
     frame size and the step budget of the table's trained rows (the most any of them took)."""
     params = profile_params(study, entry, profile)
     cfg = make_config(**{**params, "seed": 0})
-    steps = [steps_of(r["config"]) for (table, _), recs in recs_of.items() if table == entry["table"]
-             for r in recs[:1] if r.get("history")]
-    return unrun_cost_text(cfg.model, cfg.batch_size, cfg.frame_size, max(steps, default=None), profile)
+    trained = [r for (table, _), recs in recs_of.items() if table == entry["table"]
+               for r in recs if r.get("history")]
+    steps = [steps_of(r["config"]) for r in trained]
+    precisions = {(r.get("provenance") or {}).get("precision") for r in trained}
+    return unrun_cost_text(cfg.model, cfg.batch_size, cfg.frame_size, max(steps, default=None), profile,
+                           table_fp32=precisions == {"fp32"})
 
 
 def _efficiency_row(study: dict, entry: dict, recs: list[dict], columns: list[str],
@@ -302,16 +305,24 @@ def measured_steps(folder=None) -> dict[tuple[str, int, int], dict[str, Any]]:
 
 
 def unrun_cost_text(model: str, batch_size: int, frame_size: int, steps: int | None, profile: str,
-                    measured: dict[tuple[str, int, int], dict[str, Any]] | None = None) -> str:
+                    measured: dict[tuple[str, int, int], dict[str, Any]] | None = None,
+                    table_fp32: bool = False) -> str:
     """Why a row does not run at ``profile``, in hours: its measured CPU training step at the
-    profile's batch and frame size times the table's step budget ('' without a measurement)."""
+    profile's batch and frame size times the table's step budget ('' without a measurement).
+    ``table_fp32``: the table's trained rows are all fp32, so a comparable row would train in
+    fp32 too; where the model's own precision is another, its measured fp32 step is added."""
     m = (measured_steps() if measured is None else measured).get((model, batch_size, frame_size))
     if m is None or not steps:
         return ""
-    return (f"not run at the {profile} profile: a training step takes {m['step_s']:.2f} s here "
+    text = (f"not run at the {profile} profile: a training step takes {m['step_s']:.2f} s here "
             f"(batch {batch_size}, {frame_size}×{frame_size} px, {m['precision']}; {m['hardware']}; "
             f"{m['file']}), so the table's {steps:,} steps would take ≈{m['step_s'] * steps / 3600:.1f} h "
             f"per seed")
+    if table_fp32 and m["precision"] != "fp32" and m.get("fp32_eager_step_s"):
+        fp32 = m["fp32_eager_step_s"]
+        text += (f"; in fp32, the precision of the table's trained rows (which a comparison with "
+                 f"them needs), {fp32:.2f} s per step: ≈{fp32 * steps / 3600:.1f} h per seed")
+    return text
 
 
 def measured_cells(model: str | None, measured: dict[str, dict[str, Any]] | None = None,
