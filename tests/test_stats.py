@@ -132,20 +132,43 @@ def _record(model, seed, mse, device="cpu", precision="fp32", commit=None, machi
                            "torch_version": "2.13.0+cpu", "git_commit": commit}}
 
 
-def test_a_seed_pair_split_across_machines_is_confounded_a_row_across_machines_is_not():
+def test_a_seed_split_across_machines_is_no_pair_and_arms_without_pairs_are_confounded():
+    from vpstudy.report.comparisons import adjust_for_multiplicity, table_comparisons
     from vpstudy.report.records import confounds
 
-    def arm(model, machines):
-        return [_record(model, s, 19.0, machine=m) for s, m in enumerate(machines)]
+    def arm(model, machines, mse=19.0, step=0.0):
+        return [_record(model, s, mse + step * s, machine=m) for s, m in enumerate(machines)]
 
     # seeds 0-2 on machine A, 3-4 on machine B, in both arms: every pair on one machine
     assert confounds(arm("gsta", "AAABB"), arm("gsta", "AAABB")) is None
     assert confounds(arm("gsta", "AAABB"), arm("gsta", "AAA")) is None       # seeds 3-4 unpaired
-    text = confounds(arm("gsta", "AAABB"), arm("gsta", "AAAAB"))
-    assert text == "seed 3: the arms trained on different machines (B vs A)"
+    assert confounds(arm("gsta", "AAABB"), arm("gsta", "AAAAB")) is None     # seed 3 is no pair
+    # no two seeds on one machine in both arms: unpaired across machines, confounded
+    text = confounds(arm("gsta", "AAA"), arm("gsta", "BBB"))
+    assert text == "fewer than two seeds trained on one machine in both arms (row on A, reference on B)"
+    assert confounds(arm("gsta", "ABB"), arm("gsta", "BAA")) == (
+        "fewer than two seeds trained on one machine in both arms (row on A and B, reference on A and B)")
+    assert confounds(arm("gsta", "A"), arm("gsta", "AA")) is None            # one machine: Welch is fine
     other_threads = arm("gsta", "AAA")
     other_threads[1]["provenance"]["hardware"]["name"] = "CPU (A, 2 threads)"   # same CPU, other threads
     assert confounds(arm("gsta", "AAA"), other_threads) is None
+
+    # the paired interval uses the four same-machine pairs only: seed 3's values (a +5 offset
+    # on machine B in the row) would move the mean difference from 1.0 to 2.0
+    row = arm("gsta", "AAABB", mse=20.0, step=0.1)
+    row[3]["test"]["mse"] += 5.0
+    ref = arm("gsta", "AAAAB", step=0.1)
+    row[1]["test"]["mse"] += 0.01                   # a little noise, for an interval
+    recs_of = {("T", "r"): row, ("T", "ref"): ref}
+    entries = {("T", "r"): {}, ("T", "ref"): {}}
+    for r in row + ref:
+        r["history"] = [{}]
+    (c,) = table_comparisons("T", [("r", "ref", ["mse"])], recs_of, entries)
+    assert c["design"] == "paired" and c["seeds"] == (4, 4) and c["left_out"] == [3]
+    assert c["diff"] == pytest.approx(1.0025) and c["confounded"] is None
+    adjust_for_multiplicity([c])
+    assert "(paired over 4 seeds)" in c["verdict"]
+    assert c["verdict"].endswith("Seed 3 left out of the pairs: the arms trained it on different machines.")
 
 
 def test_arms_on_different_devices_precisions_or_dirty_trees_are_confounded():

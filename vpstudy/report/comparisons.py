@@ -5,8 +5,8 @@ seeds, its intervals and a verdict a referee can check (`vpstudy.stats`).
     adjust_for_multiplicity(every_comparison_of_the_study)    # Holm p, verdicts
     seeds_needed_rows(every_comparison_of_the_study)          # how many seeds each claim needs
 
-Per comparison: the primary interval is seed-paired where the arms share two or more seeds,
-else Welch's; the secondary one comes from the table's additive config + seed model
+Per comparison: the primary interval is seed-paired where the arms share two or more seeds
+trained on one machine (a block: `_by_block`), else Welch's; the secondary one comes from the table's additive config + seed model
 (`stats.pooled`). A comparison whose arms differ in device, precision, torch or code version
 (`records.confounds`) is *confounded*: it gets no verdict and is left out of the family.
 """
@@ -16,12 +16,22 @@ from __future__ import annotations
 import math
 from statistics import stdev
 
-from vpstudy import stats
+from vpstudy import runs, stats
 from vpstudy.report.records import DIGITS, confounds, metric_of
 
 
-def _by_seed(recs: list[dict], metric: str) -> dict[int, float]:
-    return {r["config"]["seed"]: v for r in recs if (v := metric_of(r, metric)) is not None}
+def _by_block(recs: list[dict], metric: str) -> dict[tuple[int, str], float]:
+    """Values by block, (seed, machine): two arms pair on a block, the same seed (initial
+    weights, training videos) trained on the same processor (the kernels' numerics); a seed
+    both arms trained on different machines is no pair."""
+    return {(r["config"]["seed"], runs.machine_name(r.get("provenance"))): v
+            for r in recs if (v := metric_of(r, metric)) is not None}
+
+
+def left_out_seeds(row: dict, reference: dict) -> list[int]:
+    """Seeds both arms have that are no pair (each arm trained them on another machine)."""
+    shared = {s for s, _ in row} & {s for s, _ in reference}
+    return sorted(shared - {s for s, _ in set(row) & set(reference)})
 
 
 def table_comparisons(table: str, pairs: list[tuple[str, str, list[str]]], recs_of: dict,
@@ -30,7 +40,7 @@ def table_comparisons(table: str, pairs: list[tuple[str, str, list[str]]], recs_
     primary and pooled differences, the paper's difference and what confounds the arms, if
     anything. Verdicts come with `adjust_for_multiplicity` (they need the whole study's family)."""
     trained = [k for k in recs_of if k[0] == table and recs_of[k] and recs_of[k][0].get("history")]
-    table_values = {m: {k[1]: _by_seed(recs_of[k], m) for k in trained}        # pooled model
+    table_values = {m: {k[1]: _by_block(recs_of[k], m) for k in trained}       # pooled model
                     for m in {m for *_, ms in pairs for m in ms}}
     comparisons = []
     for row, ref, metrics in pairs:
@@ -39,7 +49,7 @@ def table_comparisons(table: str, pairs: list[tuple[str, str, list[str]]], recs_
             continue
         confounded = confounds(a, b)
         for m in metrics:
-            va, vb = _by_seed(a, m), _by_seed(b, m)
+            va, vb = _by_block(a, m), _by_block(b, m)
             if not va or not vb:
                 continue
             common = set(va) & set(vb)
@@ -56,7 +66,8 @@ def table_comparisons(table: str, pairs: list[tuple[str, str, list[str]]], recs_
                 "design": d.design, "paper_diff": pa - pb if pa is not None and pb is not None else None,
                 "paper_reference": pb, "confounded": confounded, "holm_p": math.nan,
                 "detected_holm": False, "tentative": False, "detectable": d.detectable(),
-                "seed_sd": sum(sds) / len(sds) if sds else None})
+                "seed_sd": sum(sds) / len(sds) if sds else None,
+                "left_out": left_out_seeds(va, vb) if d.design == "paired" else []})
     return comparisons
 
 
@@ -74,6 +85,10 @@ def adjust_for_multiplicity(comparisons: list[dict]) -> None:
             c["paper_diff"], c["paper_reference"], DIGITS.get(c["metric"].partition("@")[0], 4),
             holm_p=c["holm_p"] if math.isfinite(c["holm_p"]) else None, secondary=c["pooled"],
             confounded=c["confounded"], seed_sd=c["seed_sd"])
+        if c.get("left_out") and not c["confounded"]:
+            c["verdict"] += (f" Seed{'s' * (len(c['left_out']) > 1)} {', '.join(map(str, c['left_out']))} "
+                             f"left out of the pairs: the arms trained {'them' if len(c['left_out']) > 1 else 'it'} "
+                             f"on different machines.")
 
 
 def seeds_needed_rows(comparisons: list[dict]) -> list[dict]:

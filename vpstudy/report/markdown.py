@@ -48,6 +48,9 @@ def comparisons_markdown(comparisons: list[dict]) -> str:
         pci = (f"{f.format(pooled.diff)} [{f.format(pooled.low)}, {f.format(pooled.high)}]"
                if pooled is not None and pooled.has_interval else "–")
         design = f"paired, {d.n_row} seeds" if d.design == "paired" else f"Welch, {d.n_row} vs {d.n_ref}"
+        if c.get("left_out"):
+            design += (f" (seed{'s' * (len(c['left_out']) > 1)} {', '.join(map(str, c['left_out']))} "
+                       f"left out: split across machines)")
         p = f"{d.p:.3g}" if d.has_interval else "–"
         holm = f"{c['holm_p']:.3g}" if np.isfinite(c["holm_p"]) else "–"
         if c["confounded"]:
@@ -241,8 +244,8 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                 if info["comparisons"]:
                     family = info["comparisons"][0]["family_size"]
                     md += [f"**{table}: comparisons over seeds** (difference row − reference with its "
-                           f"95% interval: paired over the seeds both rows have, else Welch's; pooled: "
-                           f"the table's additive config + seed model; *detected* when Holm's adjusted "
+                           f"95% interval: paired over the seeds both rows trained on one machine, else Welch's; pooled: "
+                           f"the table's additive config + seed (on its machine) model; *detected* when Holm's adjusted "
                            f"p over the study's {family} tested comparisons is below 0.05; *confounded* "
                            f"when the arms differ in device, precision, torch or code version)", "",
                            comparisons_markdown(info["comparisons"]), "Verdicts:", ""]

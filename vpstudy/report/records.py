@@ -157,12 +157,14 @@ def confounds(row: list[dict], reference: list[dict]) -> str | None:
         if set(a).isdisjoint(b):              # every reason is named, not the first one alone
             found.append(f"{key} {' and '.join(a)} vs {' and '.join(b)}")
     # a seed both arms have is a pair only if both trained on the same machine (rows may hold
-    # seeds from several machines of one device class: their pairs still cancel the machine)
-    machine = {name: {r["config"]["seed"]: runs.machine_name(r.get("provenance")) for r in arm}
-               for name, arm in (("row", row), ("reference", reference))}
-    split = sorted(s for s in machine["row"].keys() & machine["reference"].keys()
-                   if machine["row"][s] != machine["reference"][s])
-    if split and classes["row"][0]["device"] == classes["reference"][0]["device"]:   # else: said already
-        found.append(f"seed {', '.join(map(str, split))}: the arms trained on different machines "
-                     f"({machine['row'][split[0]]} vs {machine['reference'][split[0]]})")
+    # seeds from several machines of one device class: their pairs still cancel the machine;
+    # `comparisons` leaves a split seed out of the pairs). Without two such pairs the arms
+    # compare unpaired, which cancels the machine only when both trained on one and the same.
+    machines = {name: {(r["config"]["seed"], runs.machine_name(r.get("provenance"))) for r in arm}
+                for name, arm in (("row", row), ("reference", reference))}
+    on = {name: sorted({m for _, m in blocks}) for name, blocks in machines.items()}
+    if (len(machines["row"] & machines["reference"]) < 2 and (len(on["row"]) > 1 or on["row"] != on["reference"])
+            and classes["row"][0]["device"] == classes["reference"][0]["device"]):   # else: said already
+        found.append(f"fewer than two seeds trained on one machine in both arms (row on "
+                     f"{' and '.join(on['row'])}, reference on {' and '.join(on['reference'])})")
     return "; ".join(found) or None
