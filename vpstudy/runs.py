@@ -169,7 +169,7 @@ class RunsRootError(ValueError):
 
 
 class ResumeElsewhere(RunError):
-    """A partial run's checkpoint asked to resume on another processor or torch build."""
+    """A partial run's checkpoint asked to resume on another processor, torch build or commit."""
 
 
 class RunInterrupted(BaseException):

@@ -6,9 +6,11 @@ seeds, its intervals and a verdict a referee can check (`vpstudy.stats`).
     seeds_needed_rows(every_comparison_of_the_study)          # how many seeds each claim needs
 
 Per comparison: the primary interval is seed-paired where the arms share two or more seeds
-trained on one machine (a block: `_by_block`), else Welch's; the secondary one comes from the table's additive config + seed model
-(`stats.pooled`). A comparison whose arms differ in device, precision, torch or code version
-(`records.confounds`) is *confounded*: it gets no verdict and is left out of the family.
+trained on one machine (a block: `_by_block`), else Welch's; the secondary one comes from the
+table's additive config + block model (`stats.pooled`). A comparison whose arms differ in
+device, precision, torch or code version, or share fewer than two seeds trained on one machine
+without both training on one (`records.confounds`), is *confounded*: it gets no verdict and is
+left out of the family.
 """
 
 from __future__ import annotations

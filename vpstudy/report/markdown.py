@@ -244,10 +244,11 @@ def build_report(root: str | os.PathLike | None = None, out: str | os.PathLike |
                 if info["comparisons"]:
                     family = info["comparisons"][0]["family_size"]
                     md += [f"**{table}: comparisons over seeds** (difference row − reference with its "
-                           f"95% interval: paired over the seeds both rows trained on one machine, else Welch's; pooled: "
-                           f"the table's additive config + seed (on its machine) model; *detected* when Holm's adjusted "
-                           f"p over the study's {family} tested comparisons is below 0.05; *confounded* "
-                           f"when the arms differ in device, precision, torch or code version)", "",
+                           f"95% interval: paired over the seeds both rows trained on one machine, else "
+                           f"Welch's; pooled: the table's additive config + seed (on its machine) model; "
+                           f"*detected* when Holm's adjusted p over the study's {family} tested "
+                           f"comparisons is below 0.05; *confounded* when the arms differ in device, "
+                           f"precision, torch or code version, or pair on no machine)", "",
                            comparisons_markdown(info["comparisons"]), "Verdicts:", ""]
                     md += [f"- {c['verdict']}" for c in info["comparisons"]] + [""]
                 if info["seeds_needed"]:
