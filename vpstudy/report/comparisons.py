@@ -6,7 +6,7 @@ seeds, its intervals and a verdict a referee can check (`vpstudy.stats`).
     seeds_needed_rows(every_comparison_of_the_study)          # how many seeds each claim needs
 
 Per comparison: the primary interval is seed-paired where the arms share two or more seeds
-trained on one machine (a block: `_by_block`), else Welch's; the secondary one comes from the
+trained on one machine (a block: `records.block_of`), else Welch's; the secondary one comes from the
 table's additive config + block model (`stats.pooled`). A comparison whose arms differ in
 device, precision, torch or code version, or share fewer than two seeds trained on one machine
 without both training on one (`records.confounds`), is *confounded*: it gets no verdict and is
@@ -18,22 +18,24 @@ from __future__ import annotations
 import math
 from statistics import stdev
 
-from vpstudy import runs, stats
-from vpstudy.report.records import DIGITS, confounds, metric_of
+from vpstudy import stats
+from vpstudy.report.records import DIGITS, block_of, confounds, metric_of
 
 
 def _by_block(recs: list[dict], metric: str) -> dict[tuple[int, str], float]:
-    """Values by block, (seed, machine): two arms pair on a block, the same seed (initial
-    weights, training videos) trained on the same processor (the kernels' numerics); a seed
-    both arms trained on different machines is no pair."""
-    return {(r["config"]["seed"], runs.machine_name(r.get("provenance"))): v
-            for r in recs if (v := metric_of(r, metric)) is not None}
+    """Values by block, (seed, machine) (`records.block_of`)."""
+    return {block_of(r): v for r in recs if (v := metric_of(r, metric)) is not None}
 
 
 def left_out_seeds(row: dict, reference: dict) -> list[int]:
     """Seeds both arms have that are no pair (each arm trained them on another machine)."""
     shared = {s for s, _ in row} & {s for s, _ in reference}
     return sorted(shared - {s for s, _ in set(row) & set(reference)})
+
+
+def left_out_text(seeds: list[int]) -> str:
+    """'seed 3' or 'seeds 3, 4': the seeds a comparison leaves out of its pairs."""
+    return f"seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}"
 
 
 def table_comparisons(table: str, pairs: list[tuple[str, str, list[str]]], recs_of: dict,
@@ -88,9 +90,8 @@ def adjust_for_multiplicity(comparisons: list[dict]) -> None:
             holm_p=c["holm_p"] if math.isfinite(c["holm_p"]) else None, secondary=c["pooled"],
             confounded=c["confounded"], seed_sd=c["seed_sd"])
         if c.get("left_out") and not c["confounded"]:
-            c["verdict"] += (f" Seed{'s' * (len(c['left_out']) > 1)} {', '.join(map(str, c['left_out']))} "
-                             f"left out of the pairs: the arms trained {'them' if len(c['left_out']) > 1 else 'it'} "
-                             f"on different machines.")
+            c["verdict"] += (f" {left_out_text(c['left_out']).capitalize()} left out of the pairs: the arms "
+                             f"trained {'them' if len(c['left_out']) > 1 else 'it'} on different machines.")
 
 
 def seeds_needed_rows(comparisons: list[dict]) -> list[dict]:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from vpstudy import runs
+from vpstudy.report.comparisons import left_out_text
 from vpstudy.report.figures import efficiency_figure, study_figures
 from vpstudy.report.records import DIGITS, records_by_id
 from vpstudy.report.tables import MEASURED_COLUMNS, WHY_DIFFERS, study_tables
@@ -49,8 +50,7 @@ def comparisons_markdown(comparisons: list[dict]) -> str:
                if pooled is not None and pooled.has_interval else "–")
         design = f"paired, {d.n_row} seeds" if d.design == "paired" else f"Welch, {d.n_row} vs {d.n_ref}"
         if c.get("left_out"):
-            design += (f" (seed{'s' * (len(c['left_out']) > 1)} {', '.join(map(str, c['left_out']))} "
-                       f"left out: split across machines)")
+            design += f" ({left_out_text(c['left_out'])} left out: split across machines)"
         p = f"{d.p:.3g}" if d.has_interval else "–"
         holm = f"{c['holm_p']:.3g}" if np.isfinite(c["holm_p"]) else "–"
         if c["confounded"]:

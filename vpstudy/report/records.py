@@ -136,6 +136,13 @@ def design_text(recs: list[dict]) -> str:
     return "; ".join(f"{', '.join(k)} (seeds {', '.join(map(str, sorted(s)))})" for k, s in classes.items())
 
 
+def block_of(rec: dict) -> tuple[int, str]:
+    """A record's block, (seed, machine): two arms pair on a block, the same seed (initial
+    weights, training videos) trained on the same processor (the kernels' numerics); a seed
+    both arms trained on different machines is no pair."""
+    return rec["config"]["seed"], runs.machine_name(rec.get("provenance"))
+
+
 def confounds(row: list[dict], reference: list[dict]) -> str | None:
     """What the arms of a comparison differ in besides their configs, or None when nothing:
     records of an uncommitted tree (their code is unknowable), a row mixing device classes,
@@ -160,8 +167,7 @@ def confounds(row: list[dict], reference: list[dict]) -> str | None:
     # seeds from several machines of one device class: their pairs still cancel the machine;
     # `comparisons` leaves a split seed out of the pairs). Without two such pairs the arms
     # compare unpaired, which cancels the machine only when both trained on one and the same.
-    machines = {name: {(r["config"]["seed"], runs.machine_name(r.get("provenance"))) for r in arm}
-                for name, arm in (("row", row), ("reference", reference))}
+    machines = {name: {block_of(r) for r in arm} for name, arm in (("row", row), ("reference", reference))}
     on = {name: sorted({m for _, m in blocks}) for name, blocks in machines.items()}
     if (len(machines["row"] & machines["reference"]) < 2 and (len(on["row"]) > 1 or on["row"] != on["reference"])
             and classes["row"][0]["device"] == classes["reference"][0]["device"]):   # else: said already
