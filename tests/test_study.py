@@ -44,10 +44,11 @@ def test_seeds_multiply_runs_but_not_the_baseline():
     rows = unique_runs(study_runs("simvp", "cpu", seeds=3))
     # 16 trained configs (with gSTA-L) x 3 seeds + 2 baselines + seeds 3-4 of the 7 configs
     # whose rows ask for 5 seeds at the cpu profile (seeds_at: Table 1's three, Table 3's and
-    # Table 4's four)
-    assert len(rows) == 16 * 3 + 2 + 7 * 2
+    # Table 4's four) + seeds 5-6 of Table 3's three (seeds_at 7)
+    assert len(rows) == 16 * 3 + 2 + 7 * 2 + 3 * 2
     extra = sorted({r.config.seed for r in rows} - {0, 1, 2})
-    assert extra == [3, 4] and sum(r.config.seed >= 3 for r in rows) == 7 * 2
+    assert extra == [3, 4, 5, 6] and sum(r.config.seed >= 3 for r in rows) == 7 * 2 + 3 * 2
+    assert sum(r.config.seed >= 5 for r in rows if r.table == "Table 3") == 3 * 2
 
 
 def test_lightweight_study_profiles_and_data():
